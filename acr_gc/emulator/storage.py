@@ -1,0 +1,266 @@
+"""Backend state of the emulated OSS: buckets, object versions, lifecycle expiry, stat.
+
+No wire format here (that is ``oss_wire``): this module is the ground truth the tests
+compare against. Versioning follows OSS: with versioning Enabled a delete adds a delete
+marker and the old version becomes *noncurrent* (still billed, still counted by
+GetBucketStat) until a lifecycle rule's noncurrent days have passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from acr_gc.emulator import dataset as ds
+
+
+class NoSuchKey(KeyError):
+    """The key (or the version asked for) does not exist."""
+
+
+@dataclass
+class ObjectVersion:
+    key: str
+    version_id: str
+    size: int
+    last_modified: datetime
+    etag: str
+    data: bytes | None = None  # None: synthetic content, served as ``size`` zero bytes
+    content_type: str = "application/octet-stream"
+    delete_marker: bool = False
+    noncurrent_since: datetime | None = None
+
+    @property
+    def content(self) -> bytes:
+        return self.data if self.data is not None else bytes(self.size)
+
+
+@dataclass
+class BucketStat:
+    live_bytes: int
+    noncurrent_bytes: int
+    live_objects: int
+    noncurrent_objects: int
+
+    @property
+    def storage_bytes(self) -> int:
+        return self.live_bytes + self.noncurrent_bytes
+
+    @property
+    def object_count(self) -> int:
+        return self.live_objects + self.noncurrent_objects
+
+
+_version_counter = itertools.count(1)
+
+
+def _new_version_id() -> str:
+    return f"CAEQ{next(_version_counter):012d}"
+
+
+@dataclass
+class Bucket:
+    name: str
+    created: datetime
+    region: str = "cn-hangzhou"
+    versioning: str | None = None  # None | "Enabled" | "Suspended"
+    lifecycle: list[ds.BucketLifecycleRule] = field(default_factory=list)
+    policy: str | None = None  # the policy document exactly as last put (JSON text)
+    # key -> versions, oldest first; the last one is current unless it is a delete marker
+    _versions: dict[str, list[ObjectVersion]] = field(default_factory=dict)
+    _lifecycle_checked: datetime | None = None
+
+    # ---- writes -------------------------------------------------------------------
+
+    def put_object(
+        self,
+        key: str,
+        now: datetime,
+        data: bytes | None = None,
+        size: int | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> ObjectVersion:
+        """Store a new current version; ``size`` without ``data`` stores synthetic content."""
+        if data is not None:
+            size = len(data)
+            etag = hashlib.md5(data).hexdigest().upper()
+        else:
+            etag = hashlib.md5(f"{key}:{size}".encode()).hexdigest().upper()
+        version = ObjectVersion(
+            key=key,
+            version_id=self._version_id_for_write(),
+            size=int(size or 0),
+            last_modified=now,
+            etag=etag,
+            data=data,
+            content_type=content_type,
+        )
+        self._push(key, version, now)
+        return version
+
+    def delete_object(self, key: str, now: datetime, version_id: str | None = None) -> ObjectVersion | None:
+        """Delete as OSS does; returns the delete marker created, if any.
+
+        With a ``version_id`` that version is removed permanently. Without one: an
+        unversioned bucket removes the object, a versioned one adds a delete marker.
+        Deleting a missing key is not an error (OSS answers 204 either way).
+        """
+        versions = self._versions.get(key)
+        if version_id is not None:
+            if not versions:
+                return None
+            kept = [v for v in versions if v.version_id != version_id]
+            if len(kept) != len(versions):
+                removed_current = versions[-1].version_id == version_id
+                if kept:
+                    self._versions[key] = kept
+                    if removed_current:
+                        kept[-1].noncurrent_since = None
+                else:
+                    del self._versions[key]
+            return None
+        if self.versioning is None:
+            self._versions.pop(key, None)
+            return None
+        if versions and versions[-1].delete_marker and self.versioning == "Enabled":
+            return None
+        marker = ObjectVersion(
+            key=key,
+            version_id=self._version_id_for_write(),
+            size=0,
+            last_modified=now,
+            etag="",
+            delete_marker=True,
+        )
+        self._push(key, marker, now)
+        return marker
+
+    def _version_id_for_write(self) -> str:
+        return _new_version_id() if self.versioning == "Enabled" else "null"
+
+    def _push(self, key: str, version: ObjectVersion, now: datetime) -> None:
+        versions = self._versions.setdefault(key, [])
+        if self.versioning is None:
+            versions.clear()
+        elif self.versioning == "Suspended":
+            # a suspended bucket overwrites the "null" version and keeps the others
+            versions[:] = [v for v in versions if v.version_id != "null"]
+        if versions and versions[-1].noncurrent_since is None:
+            versions[-1].noncurrent_since = now
+        versions.append(version)
+
+    # ---- reads --------------------------------------------------------------------
+
+    def current(self, key: str) -> ObjectVersion | None:
+        versions = self._versions.get(key)
+        if not versions or versions[-1].delete_marker:
+            return None
+        return versions[-1]
+
+    def get_object(self, key: str, version_id: str | None = None) -> ObjectVersion:
+        if version_id is None:
+            found = self.current(key)
+        else:
+            found = next((v for v in self._versions.get(key, []) if v.version_id == version_id), None)
+        if found is None or found.delete_marker:
+            raise NoSuchKey(key)
+        return found
+
+    def current_keys(self, prefix: str = "") -> list[str]:
+        """Keys with a current (non-deleted) version, sorted as OSS lists them."""
+        return sorted(k for k, v in self._versions.items() if k.startswith(prefix) and not v[-1].delete_marker)
+
+    def all_versions(self, prefix: str = "") -> list[ObjectVersion]:
+        """Every version and delete marker, by key, newest first within a key (ListObjectVersions order)."""
+        out: list[ObjectVersion] = []
+        for key in sorted(k for k in self._versions if k.startswith(prefix)):
+            out.extend(reversed(self._versions[key]))
+        return out
+
+    def is_latest(self, version: ObjectVersion) -> bool:
+        versions = self._versions.get(version.key)
+        return bool(versions) and versions[-1] is version
+
+    # ---- lifecycle and stat ----------------------------------------------------------
+
+    def apply_lifecycle(self, now: datetime) -> None:
+        """Expire what the lifecycle rules say has expired by ``now`` (OSS runs this daily)."""
+        if not self.lifecycle:
+            return
+        for rule in self.lifecycle:
+            if rule.expiration_days is not None:
+                cutoff = now - timedelta(days=rule.expiration_days)
+                for key in [k for k in self._versions if k.startswith(rule.prefix)]:
+                    cur = self.current(key)
+                    if cur is not None and cur.last_modified <= cutoff:
+                        self.delete_object(key, now)
+            if rule.noncurrent_days is not None:
+                cutoff = now - timedelta(days=rule.noncurrent_days)
+                for key in [k for k in self._versions if k.startswith(rule.prefix)]:
+                    versions = self._versions[key]
+                    kept = [
+                        v for v in versions[:-1] if v.noncurrent_since is None or v.noncurrent_since > cutoff
+                    ] + versions[-1:]
+                    # a delete marker left alone with nothing behind it is removed too (expired marker)
+                    if len(kept) == 1 and kept[0].delete_marker and kept[0].last_modified <= cutoff:
+                        kept = []
+                    if kept:
+                        self._versions[key] = kept
+                    else:
+                        del self._versions[key]
+        self._lifecycle_checked = now
+
+    def stat(self) -> BucketStat:
+        live_bytes = noncurrent_bytes = live_objects = noncurrent_objects = 0
+        for versions in self._versions.values():
+            last = versions[-1]
+            for v in versions:
+                if v.delete_marker:
+                    continue
+                if v is last:
+                    live_bytes += v.size
+                    live_objects += 1
+                else:
+                    noncurrent_bytes += v.size
+                    noncurrent_objects += 1
+        return BucketStat(live_bytes, noncurrent_bytes, live_objects, noncurrent_objects)
+
+
+class Storage:
+    """All buckets of the emulated account."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, Bucket] = {}
+
+    def load(self, buckets: list[ds.Bucket], now: datetime, region_of: dict[str, str] | None = None) -> None:
+        import json
+
+        self.buckets = {}
+        for spec in buckets:
+            bucket = Bucket(
+                name=spec.name,
+                created=now,
+                region=(region_of or {}).get(spec.name, "cn-hangzhou"),
+                versioning=spec.versioning,
+                lifecycle=list(spec.lifecycle),
+                policy=json.dumps(spec.policy) if spec.policy is not None else None,
+            )
+            for extra in spec.extra_objects:
+                bucket.put_object(extra.key, now, size=extra.size)
+            self.buckets[spec.name] = bucket
+
+    def bucket(self, name: str) -> Bucket:
+        try:
+            return self.buckets[name]
+        except KeyError:
+            raise NoSuchBucket(name) from None
+
+    def apply_lifecycle(self, now: datetime) -> None:
+        for bucket in self.buckets.values():
+            bucket.apply_lifecycle(now)
+
+
+class NoSuchBucket(KeyError):
+    """No bucket of that name."""
