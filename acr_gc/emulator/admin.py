@@ -1,0 +1,152 @@
+"""Admin endpoints under ``/_emulator/`` on the ACR port (no signature), as moto's ``/moto-api/``.
+
+``reset`` · ``load`` · ``clock/advance`` · ``faults`` · ``truth`` (DESIGN section 10), plus
+``objects/{bucket}`` (current and noncurrent object versions) for tests that check the
+exact objects GC deleted. Storage-size answers apply due lifecycle expiry first, as OSS
+would have done by then.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from acr_gc.emulator import dataset as ds
+from acr_gc.emulator.faults import FaultSettings
+from acr_gc.emulator.gc import GcService
+from acr_gc.emulator.storage import NoSuchBucket
+
+
+def _bad(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _json(request: Request) -> dict:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("the body must be a JSON object")
+    return value
+
+
+def truth(state, gc: GcService, faults: FaultSettings) -> dict:
+    now = state.now()
+    state.storage.apply_lifecycle(now)
+    buckets = {}
+    for name, bucket in state.storage.buckets.items():
+        stat = bucket.stat()
+        buckets[name] = {
+            "live_bytes": stat.live_bytes,
+            "noncurrent_bytes": stat.noncurrent_bytes,
+            "objects": stat.object_count,
+            "live_objects": stat.live_objects,
+            "noncurrent_objects": stat.noncurrent_objects,
+            "storage_bytes": stat.storage_bytes,
+            "versioning": bucket.versioning,
+            "policy": json.loads(bucket.policy) if bucket.policy else None,
+        }
+    instances = {}
+    for inst in state.registry.instances.values():
+        instances[inst.instance_id] = {
+            "tags": {repo.full_name: sorted(repo.tags) for repo in inst.repos},
+            "gc_tasks": [
+                {
+                    "task_id": t.task_id,
+                    "state": t.state,
+                    "progress": t.progress,
+                    "tags_deleted": t.tags_deleted,
+                    "objects_deleted": t.objects_deleted,
+                    "bytes_deleted": t.bytes_deleted,
+                }
+                for t in inst.gc_tasks
+            ],
+        }
+    return {
+        "clock": now.isoformat().replace("+00:00", "Z"),
+        "buckets": buckets,
+        "instances": instances,
+        "faults": faults.as_dict(),
+        "request_counts": dict(faults.request_counts),
+        "fault_counts": dict(faults.fault_counts),
+    }
+
+
+def create_app(state, gc: GcService, faults: FaultSettings, initial_faults: dict) -> Starlette:
+    async def reset(request: Request) -> JSONResponse:
+        gc.abort_all()
+        state.reset()
+        faults.update(dict(initial_faults))
+        faults.request_counts.clear()
+        faults.fault_counts.clear()
+        return JSONResponse({"ok": True, "clock": state.now().isoformat()})
+
+    async def load(request: Request) -> JSONResponse:
+        try:
+            data = ds.Dataset.model_validate(await _json(request))
+        except ValidationError as exc:
+            return _bad(f"invalid dataset: {exc}")
+        except ValueError as exc:
+            return _bad(f"invalid dataset: {exc}")
+        previous = state.dataset
+        gc.abort_all()
+        try:
+            state.load(data)
+        except (ValueError, KeyError) as exc:
+            state.load(previous)
+            return _bad(f"invalid dataset: {exc}")
+        return JSONResponse({"ok": True, "clock": state.now().isoformat()})
+
+    async def advance(request: Request) -> JSONResponse:
+        try:
+            days = float((await _json(request)).get("days"))
+            if days < 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            return _bad('expected {"days": N} with N >= 0')
+        now = state.clock.advance(days)
+        state.storage.apply_lifecycle(now)
+        return JSONResponse({"clock": now.isoformat().replace("+00:00", "Z")})
+
+    async def set_faults(request: Request) -> JSONResponse:
+        if request.method == "GET":
+            return JSONResponse(faults.as_dict())
+        try:
+            faults.update(await _json(request))
+        except (TypeError, ValueError) as exc:
+            return _bad(str(exc))
+        return JSONResponse(faults.as_dict())
+
+    async def get_truth(request: Request) -> JSONResponse:
+        return JSONResponse(truth(state, gc, faults))
+
+    async def objects(request: Request) -> JSONResponse:
+        try:
+            bucket = state.storage.bucket(request.path_params["bucket"])
+        except NoSuchBucket:
+            return _bad("no such bucket", 404)
+        bucket.apply_lifecycle(state.now())
+        current, noncurrent = [], []
+        for v in bucket.all_versions():
+            if v.delete_marker:
+                continue
+            row = {"key": v.key, "size": v.size, "version_id": v.version_id}
+            (current if bucket.is_latest(v) else noncurrent).append(row)
+        return JSONResponse({"current": current, "noncurrent": noncurrent})
+
+    return Starlette(
+        routes=[
+            Route("/reset", reset, methods=["POST"]),
+            Route("/load", load, methods=["POST"]),
+            Route("/clock/advance", advance, methods=["POST"]),
+            Route("/faults", set_faults, methods=["GET", "POST"]),
+            Route("/truth", get_truth, methods=["GET"]),
+            Route("/objects/{bucket}", objects, methods=["GET"]),
+        ]
+    )

@@ -1,0 +1,161 @@
+"""Latency, a QPS limit and seeded fault injection, as one ASGI middleware per port.
+
+The same ``FaultSettings`` object is shared by both ports and by the admin endpoints,
+so ``POST /_emulator/faults`` changes behaviour at once. Each port renders its errors in
+its own service's shape (JSON for ACR, XML for OSS) through the ``render`` callable it
+is given. Admin paths (``/_emulator/…``) are exempt from every fault.
+
+Faults come from one ``random.Random(seed)``: with ``fault_rate`` F, a request is faulty
+with probability F; half the faulty requests get 503 ServiceUnavailable, the other half
+get their connection dropped after the response head (a Content-Length promised and
+never delivered), which the SDKs see as a connection error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from starlette.responses import Response
+
+Renderer = Callable[[int, str, str], Response]
+
+ADMIN_PREFIX = "/_emulator"
+
+
+@dataclass
+class FaultSettings:
+    latency_ms: float = 0.0
+    qps: float = 0.0
+    fault_rate: float = 0.0
+    seed: int = 0
+    gc_fail_after_tags: int | None = None
+    rng: random.Random = field(init=False, repr=False)
+    request_counts: Counter = field(default_factory=Counter, repr=False)
+    fault_counts: Counter = field(default_factory=Counter, repr=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def update(self, changes: dict) -> None:
+        """Partial update from the admin endpoint; unknown keys or bad values raise ValueError."""
+        allowed = {"latency_ms", "qps", "fault_rate", "gc_fail_after_tags", "seed"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        for name in ("latency_ms", "qps"):
+            if name in changes:
+                value = float(changes[name] or 0)
+                if value < 0:
+                    raise ValueError(f"{name} must be >= 0")
+                setattr(self, name, value)
+        if "fault_rate" in changes:
+            value = float(changes["fault_rate"] or 0)
+            if not 0 <= value < 1:
+                raise ValueError("fault_rate must be in [0, 1)")
+            self.fault_rate = value
+        if "gc_fail_after_tags" in changes:
+            value = changes["gc_fail_after_tags"]
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValueError("gc_fail_after_tags must be a non-negative integer or null")
+            self.gc_fail_after_tags = value
+        if "seed" in changes:
+            self.seed = int(changes["seed"])
+            self.rng = random.Random(self.seed)
+
+    def as_dict(self) -> dict:
+        return {
+            "latency_ms": self.latency_ms,
+            "qps": self.qps,
+            "fault_rate": self.fault_rate,
+            "seed": self.seed,
+            "gc_fail_after_tags": self.gc_fail_after_tags,
+        }
+
+
+class TokenBucket:
+    """Capacity ``rate`` tokens, refilled at ``rate`` per second (a burst of about one second)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._tokens: float | None = None
+        self._rate = 0.0
+        self._last = clock()
+
+    def take(self, rate: float) -> bool:
+        now = self._clock()
+        if rate != self._rate or self._tokens is None:
+            self._rate = rate
+            self._tokens = max(rate, 1.0)
+            self._last = now
+        self._tokens = min(max(rate, 1.0), self._tokens + (now - self._last) * rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass(frozen=True)
+class ServiceErrors:
+    """What a throttled or unavailable request looks like on one service."""
+
+    render: Renderer
+    throttle: tuple[int, str, str]
+    unavailable: tuple[int, str, str] = (
+        503,
+        "ServiceUnavailable",
+        "The request has failed due to a temporary failure of the server.",
+    )
+
+
+class FaultMiddleware:
+    def __init__(self, app, settings: FaultSettings, errors: ServiceErrors, name: str):
+        self.app = app
+        self.settings = settings
+        self.errors = errors
+        self.name = name
+        self.bucket = TokenBucket()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        s = self.settings
+        s.request_counts[self.name] += 1
+        if s.latency_ms > 0:
+            await asyncio.sleep(s.latency_ms / 1000.0)
+        if s.qps > 0 and not self.bucket.take(s.qps):
+            s.fault_counts[f"{self.name}:throttled"] += 1
+            await self._respond(self.errors.throttle, scope, receive, send)
+            return
+        if s.fault_rate > 0 and s.rng.random() < s.fault_rate:
+            if s.rng.random() < 0.5:
+                s.fault_counts[f"{self.name}:unavailable"] += 1
+                await self._respond(self.errors.unavailable, scope, receive, send)
+            else:
+                s.fault_counts[f"{self.name}:dropped"] += 1
+                await _drop(send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _respond(self, error: tuple[int, str, str], scope, receive, send) -> None:
+        await self.errors.render(*error)(scope, receive, send)
+
+
+async def _drop(send: Callable[[dict], Awaitable[None]]) -> None:
+    """Promise a body and never send it: the server closes the connection mid-response."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"512")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b'{"Req', "more_body": True})
+    # returning with the response incomplete makes uvicorn close the transport (one log
+    # line, no traceback); the client sees the connection end before Content-Length bytes

@@ -1,0 +1,208 @@
+"""The emulator's model of the console GC task (the real OpenAPI has none; DESIGN 1 and 6).
+
+A task deletes the expired tags of every image repository of the instance
+(``retention.expired_tags``), one tag at a time at ``tags_per_second`` real seconds, then
+sweeps manifests and blobs no surviving tag still references. It runs as a background
+asyncio task in the server's event loop, so it interleaves with API requests exactly as
+a real long GC does (tags disappear from ListRepoTag while it runs).
+
+One active (PENDING or RUNNING) task per instance. Cancel stops it between two tag
+deletions: deleted tags stay deleted and there is no sweep. The fault setting
+``gc_fail_after_tags`` turns a task FAILED once it has deleted that many tags.
+GC deletes through the storage backend directly: it is the registry's own service role,
+which a bucket policy never denies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+
+from acr_gc.emulator.registry import NotFound, epoch_ms
+from acr_gc.emulator.retention import expired_tags
+
+ACTIVE = ("PENDING", "RUNNING")
+FINAL = ("SUCCESS", "FAILED", "CANCELED")
+
+
+class GcRefused(Exception):
+    """A GC action the service refuses; carries the HTTP status and error Code."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class GcTask:
+    task_id: str
+    instance_id: str
+    create_ms: int
+    state: str = "PENDING"
+    progress: int = 0
+    tags_planned: int = 0
+    tags_deleted: int = 0
+    objects_deleted: int = 0
+    bytes_deleted: int = 0
+    finish_ms: int | None = None
+    error: str | None = None
+    deleted_tags: list[str] = field(default_factory=list, repr=False)
+
+    def to_api(self) -> dict:
+        body = {
+            "TaskId": self.task_id,
+            "InstanceId": self.instance_id,
+            "State": self.state,
+            "Progress": self.progress,
+            "TagsPlanned": self.tags_planned,
+            "TagsDeleted": self.tags_deleted,
+            "ObjectsDeleted": self.objects_deleted,
+            "BytesDeleted": self.bytes_deleted,
+            "CreateTime": self.create_ms,
+            "FinishTime": self.finish_ms,
+        }
+        if self.error:
+            body["ErrorMessage"] = self.error
+        return body
+
+
+class GcService:
+    """Starts, tracks and cancels GC tasks; task records live on the registry's instances."""
+
+    def __init__(self, state, faults, tags_per_second: float = 200.0):
+        self.state = state
+        self.faults = faults
+        self.tags_per_second = max(float(tags_per_second), 0.001)
+        self._runners: set[asyncio.Task] = set()
+
+    # ---- the actions ----------------------------------------------------------------
+
+    def is_enabled(self, instance_id: str) -> bool:
+        return self.state.registry.instance(instance_id).gc_whitelisted
+
+    def active(self, instance_id: str) -> GcTask | None:
+        inst = self.state.registry.instance(instance_id)
+        return next((t for t in inst.gc_tasks if t.state in ACTIVE), None)
+
+    def create(self, instance_id: str) -> GcTask:
+        inst = self.state.registry.instance(instance_id)
+        if not inst.gc_whitelisted:
+            raise GcRefused(
+                403,
+                "GC_NOT_ENABLED",
+                f"Garbage collection is not enabled for instance {instance_id}: "
+                "submit a ticket to add the account to the GC whitelist.",
+            )
+        running = self.active(instance_id)
+        if running is not None:
+            raise GcRefused(
+                400,
+                "GC_TASK_ALREADY_RUNNING",
+                f"A garbage collection task is already active on instance {instance_id}: TaskId {running.task_id}.",
+            )
+        n = len(inst.gc_tasks) + 1
+        task = GcTask(
+            task_id="gct-" + hashlib.sha256(f"{instance_id}\x00{n}".encode()).hexdigest()[:16],
+            instance_id=instance_id,
+            create_ms=epoch_ms(self.state.now()),
+        )
+        inst.gc_tasks.append(task)
+        runner = asyncio.get_running_loop().create_task(self._run(inst, task))
+        self._runners.add(runner)
+        runner.add_done_callback(self._runners.discard)
+        return task
+
+    def get(self, instance_id: str, task_id: str) -> GcTask:
+        inst = self.state.registry.instance(instance_id)
+        for task in inst.gc_tasks:
+            if task.task_id == task_id:
+                return task
+        raise NotFound("GC_TASK_NOT_EXIST", f"The garbage collection task {task_id} does not exist.")
+
+    def list(self, instance_id: str) -> list[GcTask]:
+        """Newest first."""
+        return list(reversed(self.state.registry.instance(instance_id).gc_tasks))
+
+    def cancel(self, instance_id: str, task_id: str) -> GcTask:
+        task = self.get(instance_id, task_id)
+        if task.state not in ACTIVE:
+            raise GcRefused(
+                400, "GC_TASK_NOT_RUNNING", f"The garbage collection task {task_id} is already {task.state}."
+            )
+        self._finish(task, "CANCELED")
+        return task
+
+    def abort_all(self) -> None:
+        """Stop every runner (used before reset/load replaces the registry)."""
+        for runner in list(self._runners):
+            runner.cancel()
+        self._runners.clear()
+
+    # ---- the runner -----------------------------------------------------------------
+
+    def _finish(self, task: GcTask, state: str, error: str | None = None) -> None:
+        task.state = state
+        task.error = error
+        task.finish_ms = epoch_ms(self.state.now())
+        if state == "SUCCESS":
+            task.progress = 100
+
+    def _should_fail(self, task: GcTask) -> bool:
+        limit = self.faults.gc_fail_after_tags
+        return limit is not None and task.tags_deleted >= limit
+
+    async def _run(self, inst, task: GcTask) -> None:
+        registry = self.state.registry
+        try:
+            await asyncio.sleep(0)
+            if task.state != "PENDING":
+                return
+            task.state = "RUNNING"
+            plan = [
+                (repo, record)
+                for repo in list(inst.repos)
+                for record in expired_tags(repo, inst.lifecycle_rules)
+            ]
+            task.tags_planned = len(plan)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            rate = self.tags_per_second
+            done = 0
+            while done < len(plan):
+                due = min(len(plan), max(done + 1, int((loop.time() - started) * rate)))
+                while done < due:
+                    if task.state != "RUNNING":
+                        return
+                    if self._should_fail(task):
+                        self._finish(task, "FAILED", f"injected fault after {task.tags_deleted} tag deletions")
+                        return
+                    repo, record = plan[done]
+                    done += 1
+                    if repo.tags.get(record.tag) is not record:
+                        continue  # deleted (or re-pushed) by someone else meanwhile
+                    objects, freed = registry.delete_tag(inst, repo, record.tag, self.state.now())
+                    task.tags_deleted += 1
+                    task.objects_deleted += objects
+                    task.bytes_deleted += freed
+                    task.deleted_tags.append(f"{repo.full_name}:{record.tag}")
+                    task.progress = min(99, task.tags_deleted * 100 // len(plan))
+                if done < len(plan):
+                    await asyncio.sleep(max(1.0 / rate, 0.005))
+                    if task.state != "RUNNING":
+                        return
+            if self._should_fail(task):
+                self._finish(task, "FAILED", f"injected fault after {task.tags_deleted} tag deletions")
+                return
+            keys, freed = registry.sweep(inst.bucket_name, self.state.now())
+            task.objects_deleted += len(keys)
+            task.bytes_deleted += freed
+            self._finish(task, "SUCCESS")
+        except asyncio.CancelledError:
+            if task.state in ACTIVE:
+                self._finish(task, "FAILED", "the emulator was reset while the task ran")
+            raise
+        except Exception as exc:  # a bug must show as a failed task, not a silent hang
+            self._finish(task, "FAILED", f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,169 @@
+"""``EmulatorProcess``: run ``acr-gc emulator serve`` as a subprocess for tests, benchmarks, demo.
+
+    with EmulatorProcess("dataset.json", gc_tags_per_second=50) as emu:
+        emu.acr_endpoint            # "127.0.0.1:PORT" for the ACR SDK Config.endpoint
+        emu.oss_endpoint            # "127.0.0.1:PORT" for the OSS SDK (endpoint_type='ip')
+        emu.load({...}); emu.advance_clock(3); emu.set_faults(fault_rate=0.2); emu.truth()
+
+The process gets free ports (``--acr-port 0 --oss-port 0``), its ready line is read from
+stdout, its stderr goes to a log file (``emu.log_path``) so a chatty server never blocks
+on a full pipe, and it is terminated (then killed) on exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class EmulatorError(RuntimeError):
+    pass
+
+
+class EmulatorProcess:
+    def __init__(
+        self,
+        dataset: str | Path | dict,
+        *,
+        host: str = "127.0.0.1",
+        day_seconds: float | None = None,
+        latency_ms: float | None = None,
+        qps: float | None = None,
+        fault_rate: float | None = None,
+        seed: int | None = None,
+        gc_tags_per_second: float | None = None,
+        startup_timeout: float = 30.0,
+        python: str = sys.executable,
+    ):
+        self._tmp = tempfile.TemporaryDirectory(prefix="acr-gc-emulator-")
+        if isinstance(dataset, dict):
+            path = Path(self._tmp.name) / "dataset.json"
+            path.write_text(json.dumps(dataset), encoding="utf-8")
+            dataset = path
+        self.dataset_path = Path(dataset)
+        self.log_path = Path(self._tmp.name) / "emulator.log"
+        self.host = host
+        self.startup_timeout = startup_timeout
+        args = [python, "-m", "acr_gc.cli", "emulator", "serve", "--dataset", str(self.dataset_path)]
+        args += ["--host", host, "--acr-port", "0", "--oss-port", "0"]
+        for flag, value in (
+            ("--day-seconds", day_seconds),
+            ("--latency-ms", latency_ms),
+            ("--qps", qps),
+            ("--fault-rate", fault_rate),
+            ("--seed", seed),
+            ("--gc-tags-per-second", gc_tags_per_second),
+        ):
+            if value is not None:
+                args += [flag, str(value)]
+        self.args = args
+        self.proc: subprocess.Popen | None = None
+        self.acr_endpoint = self.oss_endpoint = self.admin_url = ""
+        self._http: httpx.Client | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> "EmulatorProcess":
+        log = open(self.log_path, "wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=log, env=env)
+        log.close()
+        line = self._read_ready_line()
+        ready = json.loads(line)
+        self.acr_endpoint = ready["acr_endpoint"]
+        self.oss_endpoint = ready["oss_endpoint"]
+        self.admin_url = ready["admin"]
+        self._http = httpx.Client(base_url=self.admin_url + "/", timeout=60.0, trust_env=False)
+        return self
+
+    def _read_ready_line(self) -> str:
+        result: list[bytes] = []
+        reader = threading.Thread(target=lambda: result.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(self.startup_timeout)
+        if not result or not result[0].strip():
+            self.stop()
+            raise EmulatorError(f"emulator did not start: {self.log_tail()}")
+        return result[0].decode()
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> "EmulatorProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def acr_port(self) -> int:
+        return int(self.acr_endpoint.rsplit(":", 1)[1])
+
+    @property
+    def oss_port(self) -> int:
+        return int(self.oss_endpoint.rsplit(":", 1)[1])
+
+    # ---- admin helpers --------------------------------------------------------------
+
+    def _call(self, method: str, path: str, body: Any = None) -> dict:
+        if self._http is None:
+            raise EmulatorError("emulator not started")
+        response = self._http.request(method, path, json=body) if body is not None else self._http.request(method, path)
+        if response.status_code >= 400:
+            raise EmulatorError(f"{method} {path}: HTTP {response.status_code}: {response.text}")
+        return response.json()
+
+    def reset(self) -> dict:
+        """Back to the start dataset and the start fault settings."""
+        return self._call("POST", "reset")
+
+    def load(self, dataset: dict | str | Path) -> dict:
+        if not isinstance(dataset, dict):
+            dataset = json.loads(Path(dataset).read_text(encoding="utf-8"))
+        return self._call("POST", "load", dataset)
+
+    def advance_clock(self, days: float) -> dict:
+        return self._call("POST", "clock/advance", {"days": days})
+
+    def set_faults(self, **changes: Any) -> dict:
+        """Partial update: fault_rate, latency_ms, qps, gc_fail_after_tags, seed."""
+        return self._call("POST", "faults", changes)
+
+    def truth(self) -> dict:
+        return self._call("GET", "truth")
+
+    def objects(self, bucket: str) -> dict:
+        """{"current": [{key, size, version_id}], "noncurrent": [...]} of one bucket."""
+        return self._call("GET", f"objects/{bucket}")

@@ -1,0 +1,287 @@
+"""Backend state of the emulated ACR EE: instances, namespaces, repositories, tags, charts.
+
+The registry keeps its content as objects in the instance's OSS bucket (the layout the
+real service uses under ``docker/registry/v2/``), so that bucket storage is the ground
+truth for what GC reclaims:
+
+* layer blob      ``docker/registry/v2/blobs/sha256/<hex[:2]>/<hex>/data``  (size from ``layers``)
+* manifest blob   same blob path for the manifest digest, ``MANIFEST_BYTES`` bytes
+* tag link        ``docker/registry/v2/repositories/<ns>/<repo>/_manifests/tags/<tag>/current/link``
+                  holding the digest string (size ``len(digest)``)
+* chart version   ``helm/<ns>/<name>/<name>-<version>.tgz`` (never touched by GC)
+
+Blobs and manifests are stored once per bucket, whichever repositories share them.
+Nothing here parses requests: ``acr_wire`` answers the API from these objects, ``gc``
+mutates them. Tags are indexed per repository and their newest-first order is cached, so
+paging through a repository costs O(page), not O(all tags).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Iterable
+
+from acr_gc.emulator import dataset as ds
+from acr_gc.emulator.storage import Bucket, Storage
+
+MANIFEST_BYTES = 1024
+"""Stored size of every manifest blob (one per distinct manifest digest)."""
+
+
+def blob_key(digest: str) -> str:
+    """Object key of a blob (layer or manifest) by its ``sha256:<hex>`` digest."""
+    algo, _, hexpart = digest.partition(":")
+    if not hexpart:
+        algo, hexpart = "sha256", digest
+    return f"docker/registry/v2/blobs/{algo}/{hexpart[:2]}/{hexpart}/data"
+
+
+def link_key(namespace: str, repo: str, tag: str) -> str:
+    return f"docker/registry/v2/repositories/{namespace}/{repo}/_manifests/tags/{tag}/current/link"
+
+
+def chart_key(namespace: str, name: str, version: str) -> str:
+    return f"helm/{namespace}/{name}/{name}-{version}.tgz"
+
+
+def stable_id(prefix: str, *parts: str, length: int = 16) -> str:
+    """A deterministic id (``crr-…``) so that restarts and re-loads keep ids stable."""
+    return prefix + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:length]
+
+
+def epoch_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+class NotFound(LookupError):
+    """An instance, repository, tag or rule the caller named does not exist."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class TagRecord:
+    __slots__ = ("tag", "digest", "updated_ms", "layers", "size")
+
+    def __init__(self, tag: str, digest: str, updated_ms: int, layers: tuple[str, ...], size: int):
+        self.tag = tag
+        self.digest = digest
+        self.updated_ms = updated_ms
+        self.layers = layers
+        self.size = size
+
+    @property
+    def image_id(self) -> str:
+        # the image id is the config digest in real ACR; a stable stand-in derived from the digest
+        return hashlib.sha256(self.digest.encode()).hexdigest()
+
+
+class RepoRecord:
+    """One image repository; ``ordered()`` is the cached newest-first tag order (DESIGN 3)."""
+
+    def __init__(self, instance_id: str, spec: ds.Repository, created_ms: int):
+        self.instance_id = instance_id
+        self.namespace = spec.namespace
+        self.name = spec.name
+        self.repo_id = stable_id("crr-", instance_id, spec.namespace, spec.name)
+        self.created_ms = created_ms
+        self.source_code = spec.source_code
+        self.build_rules = list(spec.build_rules)
+        self.sync_rules = list(spec.sync_rules)
+        self.tags: dict[str, TagRecord] = {}
+        self._ordered: list[TagRecord] | None = None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def add(self, record: TagRecord) -> None:
+        self.tags[record.tag] = record
+        self._ordered = None
+
+    def remove(self, tag: str) -> TagRecord | None:
+        record = self.tags.pop(tag, None)
+        if record is not None and self._ordered is not None:
+            self._ordered.remove(record)
+        return record
+
+    def ordered(self) -> list[TagRecord]:
+        """Tags by update time newest first, ties by tag name ascending."""
+        if self._ordered is None:
+            self._ordered = sorted(self.tags.values(), key=lambda t: (-t.updated_ms, t.tag))
+        return self._ordered
+
+    @property
+    def modified_ms(self) -> int:
+        return max((t.updated_ms for t in self.tags.values()), default=self.created_ms)
+
+
+class ChartRepoRecord:
+    def __init__(self, instance_id: str, spec: ds.Chart, created_ms: int):
+        self.namespace = spec.namespace
+        self.name = spec.name
+        self.repo_id = stable_id("crcr-", instance_id, spec.namespace, spec.name)
+        self.created_ms = created_ms
+        self.versions = list(spec.versions)
+
+
+class LifecycleRuleRecord:
+    def __init__(self, instance_id: str, index: int, spec: ds.LifecycleRule, created_ms: int):
+        self.rule_id = stable_id("crlr-", instance_id, str(index))
+        self.scope = spec.scope
+        self.namespace = spec.namespace
+        self.repo = spec.repo
+        self.retention_tag_count = spec.retention_tag_count
+        self.tag_regexp = spec.tag_regexp
+        self.enable_delete_tag = spec.enable_delete_tag
+        self.created_ms = created_ms
+
+
+class InstanceRecord:
+    def __init__(self, spec: ds.Instance, created_ms: int):
+        self.instance_id = spec.instance_id
+        self.name = spec.name
+        self.region = spec.region
+        self.gc_whitelisted = spec.gc_whitelisted
+        self.bucket_name = spec.bucket
+        self.created_ms = created_ms
+        self.namespaces: list[str] = list(dict.fromkeys(spec.namespaces))
+        self.namespace_ids = {ns: stable_id("crn-", spec.instance_id, ns) for ns in self.namespaces}
+        self.repos: list[RepoRecord] = []  # sorted by (namespace, name)
+        self.repos_by_id: dict[str, RepoRecord] = {}
+        self.repos_by_name: dict[tuple[str, str], RepoRecord] = {}
+        self.charts: list[ChartRepoRecord] = [
+            ChartRepoRecord(spec.instance_id, c, created_ms)
+            for c in sorted(spec.charts, key=lambda c: (c.namespace, c.name))
+        ]
+        self.chart_namespaces: list[str] = list(dict.fromkeys(c.namespace for c in self.charts))
+        self.lifecycle_rules = [
+            LifecycleRuleRecord(spec.instance_id, i, r, created_ms) for i, r in enumerate(spec.lifecycle_rules)
+        ]
+        self.gc_tasks: list = []  # gc.GcTask, oldest first
+
+    def repo(self, repo_id: str) -> RepoRecord:
+        try:
+            return self.repos_by_id[repo_id]
+        except KeyError:
+            raise NotFound("REPO_NOT_EXIST", f"The repository {repo_id} does not exist.") from None
+
+    def tag_count(self) -> int:
+        return sum(len(r.tags) for r in self.repos)
+
+
+class Registry:
+    """All instances, plus the manifest → layers index shared by the instances of a bucket."""
+
+    def __init__(self, storage: Storage, layer_sizes: dict[str, int]):
+        self.storage = storage
+        self.layer_sizes = dict(layer_sizes)
+        self.instances: dict[str, InstanceRecord] = {}
+        # per bucket: manifest digest -> its layers (first definition wins)
+        self.manifests: dict[str, dict[str, tuple[str, ...]]] = {}
+
+    @classmethod
+    def from_dataset(cls, dataset: ds.Dataset, storage: Storage, now: datetime) -> "Registry":
+        reg = cls(storage, dataset.layers)
+        created_ms = epoch_ms(now)
+        for spec in dataset.instances:
+            inst = InstanceRecord(spec, created_ms)
+            bucket = storage.bucket(spec.bucket)
+            manifests = reg.manifests.setdefault(spec.bucket, {})
+            for rspec in sorted(spec.repositories, key=lambda r: (r.namespace, r.name)):
+                repo = RepoRecord(spec.instance_id, rspec, created_ms)
+                if (repo.namespace, repo.name) in inst.repos_by_name:
+                    raise ValueError(f"instance {spec.instance_id}: repository {repo.full_name} given twice")
+                for tspec in rspec.tags:
+                    layers = tuple(tspec.layers)
+                    known = manifests.get(tspec.digest)
+                    if known is None:
+                        manifests[tspec.digest] = layers
+                        reg._store_manifest(bucket, tspec.digest, layers, now)
+                    size = sum(reg.layer_sizes[layer] for layer in layers)
+                    repo.add(TagRecord(tspec.tag, tspec.digest, epoch_ms(tspec.updated), layers, size))
+                    bucket.put_object(
+                        link_key(repo.namespace, repo.name, tspec.tag), now, data=tspec.digest.encode()
+                    )
+                inst.repos.append(repo)
+                inst.repos_by_id[repo.repo_id] = repo
+                inst.repos_by_name[(repo.namespace, repo.name)] = repo
+            for chart in inst.charts:
+                for version in chart.versions:
+                    bucket.put_object(chart_key(chart.namespace, chart.name, version.version), now, size=version.size)
+            reg.instances[inst.instance_id] = inst
+        return reg
+
+    def _store_manifest(self, bucket: Bucket, digest: str, layers: Iterable[str], now: datetime) -> None:
+        bucket.put_object(blob_key(digest), now, size=MANIFEST_BYTES)
+        for layer in layers:
+            key = blob_key(layer)
+            if bucket.current(key) is None:
+                bucket.put_object(key, now, size=self.layer_sizes[layer])
+
+    # ---- lookups --------------------------------------------------------------------
+
+    def instance(self, instance_id: str) -> InstanceRecord:
+        try:
+            return self.instances[instance_id]
+        except KeyError:
+            raise NotFound("INSTANCE_NOT_EXIST", f"The instance {instance_id} does not exist.") from None
+
+    def bucket_of(self, inst: InstanceRecord) -> Bucket:
+        return self.storage.bucket(inst.bucket_name)
+
+    # ---- mutations ------------------------------------------------------------------
+
+    def delete_tag(self, inst: InstanceRecord, repo: RepoRecord, tag: str, now: datetime) -> tuple[int, int]:
+        """Remove a tag and its link object (never the manifest or blobs: that is GC's sweep).
+
+        Returns (objects deleted, bytes deleted) in the bucket.
+        """
+        record = repo.remove(tag)
+        if record is None:
+            raise NotFound("TAG_NOT_EXIST", f"The tag {repo.full_name}:{tag} does not exist.")
+        bucket = self.bucket_of(inst)
+        key = link_key(repo.namespace, repo.name, tag)
+        current = bucket.current(key)
+        if current is None:
+            return 0, 0
+        bucket.delete_object(key, now)
+        return 1, current.size
+
+    def sweep(self, bucket_name: str, now: datetime) -> tuple[list[str], int]:
+        """Delete manifests no surviving tag references, then blobs no surviving manifest references.
+
+        Considers every instance stored in the bucket. Returns (deleted keys, bytes deleted).
+        """
+        bucket = self.storage.bucket(bucket_name)
+        manifests = self.manifests.get(bucket_name, {})
+        live_manifests: set[str] = set()
+        for inst in self.instances.values():
+            if inst.bucket_name != bucket_name:
+                continue
+            for repo in inst.repos:
+                for record in repo.tags.values():
+                    live_manifests.add(record.digest)
+        live_blobs: set[str] = set()
+        for digest in live_manifests:
+            live_blobs.update(manifests.get(digest, ()))
+        # a key stays when any surviving use (as manifest or as layer) still maps to it
+        live_keys = {blob_key(d) for d in live_manifests} | {blob_key(d) for d in live_blobs}
+        deleted: list[str] = []
+        freed = 0
+        for digest, layers in manifests.items():
+            if digest in live_manifests:
+                continue
+            for key in [blob_key(digest)] + [blob_key(layer) for layer in layers]:
+                if key in live_keys:
+                    continue
+                current = bucket.current(key)
+                if current is None:
+                    continue
+                bucket.delete_object(key, now)
+                deleted.append(key)
+                freed += current.size
+        return deleted, freed

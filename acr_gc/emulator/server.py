@@ -1,0 +1,159 @@
+"""One emulator process: one asyncio loop, two uvicorn servers (ACR port, OSS port).
+
+Both ports share one ``EmulatorState`` and one ``FaultSettings``; everything runs in the
+loop thread, so the state needs no locks. Once both sockets listen, exactly one JSON
+line goes to stdout::
+
+    {"acr_endpoint": "H:P", "oss_endpoint": "H:Q", "admin": "http://H:P/_emulator"}
+
+Port 0 picks a free port (the line tells which).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from acr_gc.emulator import acr_wire, admin, oss_wire
+from acr_gc.emulator import dataset as ds
+from acr_gc.emulator.faults import FaultMiddleware, FaultSettings, ServiceErrors
+from acr_gc.emulator.gc import GcService
+from acr_gc.emulator.state import EmulatorState
+
+
+@dataclass
+class ServerOptions:
+    host: str = "127.0.0.1"
+    acr_port: int = 9101
+    oss_port: int = 9102
+    day_seconds: float = 86400.0
+    latency_ms: float = 0.0
+    qps: float = 0.0
+    fault_rate: float = 0.0
+    seed: int = 0
+    gc_tags_per_second: float = 200.0
+    log_level: str = "warning"
+
+
+ACR_THROTTLE = (400, "Throttling.User", "Request was denied due to user flow control.")
+OSS_THROTTLE = (503, "TotalQpsLimitExceeded", "Max total qps limit is exceeded")
+
+
+@dataclass
+class Emulator:
+    state: EmulatorState
+    faults: FaultSettings
+    gc: GcService
+    acr_app: object
+    oss_app: object
+
+
+def build(dataset: ds.Dataset, options: ServerOptions) -> Emulator:
+    """The two ASGI apps over one shared state (no sockets; usable in-process too)."""
+    state = EmulatorState(dataset, day_seconds=options.day_seconds)
+    initial = {
+        "latency_ms": options.latency_ms,
+        "qps": options.qps,
+        "fault_rate": options.fault_rate,
+        "seed": options.seed,
+        "gc_fail_after_tags": None,
+    }
+    faults = FaultSettings(
+        latency_ms=options.latency_ms, qps=options.qps, fault_rate=options.fault_rate, seed=options.seed
+    )
+    gc = GcService(state, faults, options.gc_tags_per_second)
+    state.faults = faults
+    state.gc = gc
+    acr = Starlette(
+        routes=[
+            Mount("/_emulator", app=admin.create_app(state, gc, faults, initial)),
+            Mount("/", app=acr_wire.create_app(state, gc)),
+        ]
+    )
+    acr_app = FaultMiddleware(acr, faults, ServiceErrors(acr_wire.error_response, ACR_THROTTLE), "acr")
+    oss_app = FaultMiddleware(
+        oss_wire.create_app(state), faults, ServiceErrors(oss_wire.error_response, OSS_THROTTLE), "oss"
+    )
+    return Emulator(state, faults, gc, acr_app, oss_app)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to ``serve`` (two servers, one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def _endpoint(host: str, sock: socket.socket) -> str:
+    port = sock.getsockname()[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve_async(dataset: ds.Dataset, options: ServerOptions) -> None:
+    emulator = build(dataset, options)
+    acr_sock = _bind(options.host, options.acr_port)
+    oss_sock = _bind(options.host, options.oss_port)
+    servers = []
+    for app in (emulator.acr_app, emulator.oss_app):
+        config = uvicorn.Config(
+            app,
+            log_level=options.log_level,
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=30,
+            backlog=1024,
+        )
+        servers.append(_Server(config))
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+
+    tasks = [
+        asyncio.create_task(servers[0].serve(sockets=[acr_sock])),
+        asyncio.create_task(servers[1].serve(sockets=[oss_sock])),
+    ]
+    while not all(s.started for s in servers):
+        if any(t.done() for t in tasks):
+            stop()
+            break
+        await asyncio.sleep(0.01)
+    else:
+        acr = _endpoint(options.host, acr_sock)
+        line = {"acr_endpoint": acr, "oss_endpoint": _endpoint(options.host, oss_sock), "admin": f"http://{acr}/_emulator"}
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        emulator.gc.abort_all()
+
+
+def serve(dataset: ds.Dataset, options: ServerOptions) -> None:
+    """Run until SIGINT/SIGTERM."""
+    asyncio.run(serve_async(dataset, options))
