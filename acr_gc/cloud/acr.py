@@ -219,6 +219,14 @@ def _str(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+def normalize_digest(value: Any) -> str:
+    """ACR answers a bare hex digest; the rest of acr-gc (datasets, CSVs) writes ``sha256:<hex>``."""
+    text = str(value or "")
+    if text and ":" not in text and len(text) == 64 and all(c in "0123456789abcdef" for c in text.lower()):
+        return f"sha256:{text}"
+    return text
+
+
 def pages_needed(total: int, page_size: int) -> int:
     """How many requests a full listing of ``total`` items takes (at least one)."""
     return max(1, -(-total // page_size))
@@ -570,12 +578,17 @@ class AcrClient:
 
     # -- the emulator's GC actions (not part of the public API)
 
-    def _gc_call(self, action: str, query: dict[str, str], *, idempotent: bool = True) -> dict:
-        from alibabacloud_tea_openapi.utils_models import OpenApiRequest, Params
+    def _gc_params(self, action: str):
+        from alibabacloud_tea_openapi.utils_models import Params
 
-        params = Params(action=action, version=API_VERSION, protocol=self.protocol, pathname="/",
-                        method="POST", auth_type="AK", style="RPC", req_body_type="formData",
-                        body_type="json")
+        return Params(action=action, version=API_VERSION, protocol=self.protocol, pathname="/",
+                      method="POST", auth_type="AK", style="RPC", req_body_type="formData",
+                      body_type="json")
+
+    def _gc_call(self, action: str, query: dict[str, str], *, idempotent: bool = True) -> dict:
+        from alibabacloud_tea_openapi.utils_models import OpenApiRequest
+
+        params = self._gc_params(action)
         resource = self._res(query.get("TaskId"))
 
         def fn():
@@ -601,9 +614,18 @@ class AcrClient:
         body = self._gc_call("GetGarbageCollectionTask", {"InstanceId": self.instance_id, "TaskId": task_id})
         return _gc_status(body.get("Task") if isinstance(body.get("Task"), dict) else body)
 
-    def gc_list(self) -> list[GcStatus]:
-        body = self._gc_call("ListGarbageCollectionTask", {"InstanceId": self.instance_id})
-        return [_gc_status(t) for t in body.get("Tasks") or []]
+    def gc_list(self, page_size: int | None = None) -> list[GcStatus]:
+        """Every GC task of the instance (all pages), as the emulator lists them."""
+        from alibabacloud_tea_openapi.utils_models import OpenApiRequest
+
+        params = self._gc_params("ListGarbageCollectionTask")
+
+        def fetch(page_no: int, size: int):
+            query = {"InstanceId": self.instance_id, "PageNo": str(page_no), "PageSize": str(size)}
+            return self._sdk().call_api(params, OpenApiRequest(query=query), self._runtime())
+
+        pages = self._iter_pages("ListGarbageCollectionTask", self.instance_id, fetch, "Tasks", _gc_status, page_size)
+        return [t for p in pages for t in p.items]
 
     def gc_cancel(self, task_id: str) -> GcStatus | None:
         body = self._gc_call("CancelGarbageCollectionTask", {"InstanceId": self.instance_id, "TaskId": task_id})
@@ -662,7 +684,7 @@ def _tag(d: dict) -> RepoTag:
         raise ValueError(f"tag {d.get('Tag')!r} has no ImageUpdate time")
     return RepoTag(
         tag=str(d.get("Tag") or ""),
-        digest=str(d.get("Digest") or ""),
+        digest=normalize_digest(d.get("Digest")),
         image_id=_str(d.get("ImageId")),
         image_size=_int(d.get("ImageSize")) or 0,
         updated=updated,

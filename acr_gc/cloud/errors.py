@@ -179,7 +179,6 @@ _AUTH_CODES = {
     "InvalidAuthorization",
     "MissingAuthorization",
     "AccessKeyIdNotFound",
-    "SignatureNonceUsed",
     "InvalidTimeStamp.Expired",
     "RequestTimeTooSkewed",
 }
