@@ -1,0 +1,684 @@
+"""The emulated OSS (API version 2019-05-17) on the wire: path-style HTTP, XML bodies.
+
+``create_app(state)`` answers what ``alibabacloud_oss20190517.client.Client`` (with
+``endpoint_type='ip'``) and ``oss2`` send: ``/<bucket>/<key>`` paths, signatures verified
+on every request (``oss_signing``), the bucket policy enforced per principal
+(``policy``), the storage backend (``storage``) as the single source of truth.
+
+The Host header is never used for routing: the tea SDK sends ``Host: <ip:port>/<bucket>``,
+oss2 a plain ``Host: <ip:port>``; both reach the same handler through the path.
+
+Everything runs in the event loop thread (async handlers, no threadpool), as the state
+object requires.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import uuid
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, quote
+from xml.sax.saxutils import escape
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from acr_gc.emulator import oss_signing, policy
+from acr_gc.emulator.storage import Bucket, NoSuchBucket, ObjectVersion
+
+if TYPE_CHECKING:  # the server imports the real one; tests may pass any object with the same attributes
+    from acr_gc.emulator.state import EmulatorState
+
+XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
+OWNER_ID = "1000000000000000"
+OWNER_NAME = "acr-gc-emulator"
+HOST_ID = "oss-emulator.local"
+MAX_KEYS_DEFAULT = 100
+MAX_KEYS_LIMIT = 1000
+CRC_LIMIT = 1 << 20  # x-oss-hash-crc64ecma is computed for bodies up to this size (pure Python CRC)
+POLICY_DENIED = "You have no right to access this object because of bucket acl."
+
+
+# ---- small helpers ------------------------------------------------------------------------
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:24].upper()
+
+
+def _iso(t: datetime) -> str:
+    # OSS lists times to the second, always with ".000Z" (oss2 parses exactly this form)
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _http_date(t: datetime) -> str:
+    return format_datetime(t.astimezone(timezone.utc), usegmt=True)
+
+
+def _x(value) -> str:
+    return escape(str(value))
+
+
+def _el(tag: str, value) -> str:
+    if value is None or value == "":
+        return f"<{tag}></{tag}>"
+    return f"<{tag}>{_x(value)}</{tag}>"
+
+
+def _owner() -> str:
+    return f"<Owner>{_el('ID', OWNER_ID)}{_el('DisplayName', OWNER_NAME)}</Owner>"
+
+
+def _crc_table() -> list[int]:
+    poly = 0xC96C5795D7870F42
+    table = []
+    for n in range(256):
+        crc = n
+        for _ in range(8):
+            crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc64_ecma(data: bytes) -> int:
+    """CRC-64/XZ (ECMA-182, reflected), the value OSS returns in ``x-oss-hash-crc64ecma``."""
+    crc = 0xFFFFFFFFFFFFFFFF
+    table = _CRC_TABLE
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFFFFFFFFFF
+
+
+class OssError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    request_id: str | None = None,
+    headers: dict[str, str] | None = None,
+    head: bool = False,
+) -> Response:
+    """The real OSS error: an XML ``<Error>`` body and the ``x-oss-request-id`` header.
+
+    ``head=True`` (an answer to a HEAD request) sends the headers only, as OSS does.
+    """
+    request_id = request_id or new_request_id()
+    all_headers = {"x-oss-request-id": request_id, "server": "AliyunOSS"}
+    all_headers.update(headers or {})
+    if head:
+        return Response(b"", status_code=status, headers=all_headers)
+    body = (
+        f"{XML_DECL}<Error>{_el('Code', code)}{_el('Message', message)}"
+        f"{_el('RequestId', request_id)}{_el('HostId', HOST_ID)}</Error>"
+    )
+    return Response(body.encode("utf-8"), status_code=status, headers=all_headers, media_type="application/xml")
+
+
+def _xml(body: str, request_id: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    all_headers = {"x-oss-request-id": request_id, "server": "AliyunOSS"}
+    all_headers.update(headers or {})
+    return Response((XML_DECL + body).encode("utf-8"), status_code=status, headers=all_headers, media_type="application/xml")
+
+
+def _empty(request_id: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    all_headers = {"x-oss-request-id": request_id, "server": "AliyunOSS"}
+    all_headers.update(headers or {})
+    return Response(b"", status_code=status, headers=all_headers)
+
+
+def _max_keys(params: dict[str, str]) -> int:
+    raw = params.get("max-keys")
+    if raw is None or raw == "":
+        return MAX_KEYS_DEFAULT
+    try:
+        value = int(raw)
+    except ValueError:
+        raise OssError(400, "InvalidArgument", f"max-keys {raw!r} is not an integer.") from None
+    if not 1 <= value <= MAX_KEYS_LIMIT:
+        raise OssError(400, "InvalidArgument", f"max-keys must be between 1 and {MAX_KEYS_LIMIT}.")
+    return value
+
+
+def _encoder(params: dict[str, str]):
+    kind = params.get("encoding-type")
+    if kind is None or kind == "":
+        return None, (lambda s: s)
+    if kind != "url":
+        raise OssError(400, "InvalidArgument", "encoding-type must be url.")
+    return "url", (lambda s: quote(s, safe="/"))
+
+
+def _version_id_header(bucket: Bucket, version: ObjectVersion) -> dict[str, str]:
+    return {"x-oss-version-id": version.version_id} if bucket.versioning is not None else {}
+
+
+def _object_headers(bucket: Bucket, v: ObjectVersion, crc: bool) -> dict[str, str]:
+    headers = {
+        "content-type": v.content_type,
+        "etag": f'"{v.etag}"',
+        "last-modified": _http_date(v.last_modified),
+        "x-oss-object-type": "Normal",
+        "x-oss-storage-class": "Standard",
+        "accept-ranges": "bytes",
+    }
+    headers.update(_version_id_header(bucket, v))
+    if crc and v.size <= CRC_LIMIT:
+        headers["x-oss-hash-crc64ecma"] = str(crc64_ecma(v.content))
+    return headers
+
+
+# ---- listing ------------------------------------------------------------------------------
+
+
+def _collapse(key: str, prefix: str, delimiter: str) -> str | None:
+    """The common prefix ``key`` rolls up into under ``delimiter``, or None."""
+    if not delimiter:
+        return None
+    idx = key.find(delimiter, len(prefix))
+    if idx < 0:
+        return None
+    return key[: idx + len(delimiter)]
+
+
+def _list_keys(bucket: Bucket, prefix: str, after: str, delimiter: str, limit: int):
+    """Current keys and common prefixes after ``after`` (exclusive), in order.
+
+    Returns ``(entries, truncated)``; each entry is ``("key", name)`` or ``("prefix", p)``.
+    A common prefix counts once; keys under a common prefix that sorts at or before
+    ``after`` are skipped (so a NextMarker that is a common prefix pages correctly).
+    """
+    entries: list[tuple[str, str]] = []
+    seen_prefix: str | None = None
+    for key in bucket.current_keys(prefix):
+        if key <= after:
+            continue
+        common = _collapse(key, prefix, delimiter)
+        if common is not None:
+            if common == seen_prefix or (after and common <= after and after.startswith(common)):
+                continue
+            if len(entries) == limit:
+                return entries, True
+            entries.append(("prefix", common))
+            seen_prefix = common
+            continue
+        if len(entries) == limit:
+            return entries, True
+        entries.append(("key", key))
+    return entries, False
+
+
+def _contents_xml(bucket: Bucket, key: str, enc, owner: bool = True) -> str:
+    v = bucket.current(key)
+    assert v is not None
+    return (
+        "<Contents>"
+        f"{_el('Key', enc(v.key))}{_el('LastModified', _iso(v.last_modified))}"
+        f"{_el('ETag', chr(34) + v.etag + chr(34))}{_el('Type', 'Normal')}{_el('Size', v.size)}"
+        f"{_el('StorageClass', 'Standard')}{_owner() if owner else ''}"
+        "</Contents>"
+    )
+
+
+def _token_encode(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode("utf-8")).decode("ascii")
+
+
+def _token_decode(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise OssError(400, "InvalidArgument", "The continuation token provided is incorrect.") from None
+
+
+# ---- the application ------------------------------------------------------------------------
+
+
+class OssApp:
+    def __init__(self, state: "EmulatorState"):
+        self.state = state
+
+    # -- entry --------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        request_id = new_request_id()
+        method = request.method.upper()
+        head = method == "HEAD"
+        try:
+            return await self._dispatch(request, method, request_id)
+        except OssError as exc:
+            return error_response(exc.status, exc.code, exc.message, request_id, exc.headers, head=head)
+        except oss_signing.AuthError as exc:
+            return error_response(exc.status, exc.code, exc.message, request_id, head=head)
+
+    async def _dispatch(self, request: Request, method: str, request_id: str) -> Response:
+        path = request.scope["path"]
+        query_string = request.scope.get("query_string", b"").decode("latin-1")
+        query = parse_qsl(query_string, keep_blank_values=True)
+        params = dict(query)
+        headers: dict[str, str] = {}
+        for name, value in request.headers.items():
+            headers[name] = headers[name] + "," + value if name in headers else value
+
+        parts = path.lstrip("/").split("/", 1)
+        bucket_name = parts[0]
+        key = parts[1] if len(parts) == 2 else ""
+        signed = oss_signing.SignedRequest(method=method, bucket=bucket_name, key=key, query=query, headers=headers)
+        verified = oss_signing.verify(signed, self.state.credentials)
+        if not bucket_name:
+            raise OssError(501, "NotImplemented", "The emulator serves bucket and object requests only (no ListBuckets).")
+        try:
+            bucket = self.state.storage.bucket(bucket_name)
+        except NoSuchBucket:
+            raise OssError(404, "NoSuchBucket", "The specified bucket does not exist.") from None
+        if verified.region is not None and verified.region != bucket.region:
+            raise OssError(
+                400,
+                "InvalidArgument",
+                f"Invalid signing region in Authorization header: the bucket is in {bucket.region}.",
+            )
+        principal = verified.credential.principal
+        self.state.storage.apply_lifecycle(self.state.now())
+        ctx = _Ctx(self, request, request_id, bucket, key, params, headers, principal, method)
+        if key:
+            return await ctx.object_op()
+        return await ctx.bucket_op()
+
+
+class _Ctx:
+    """One request being answered."""
+
+    def __init__(self, app: OssApp, request, request_id, bucket: Bucket, key, params, headers, principal, method):
+        self.app = app
+        self.state = app.state
+        self.request = request
+        self.rid = request_id
+        self.bucket = bucket
+        self.key = key
+        self.params = params
+        self.headers = headers
+        self.principal = principal
+        self.method = method
+
+    def authorize(self, action: str, key: str | None) -> None:
+        if policy.is_denied(self.bucket.policy, self.principal, action, self.bucket.name, key, self.bucket.region):
+            raise OssError(403, "AccessDenied", POLICY_DENIED)
+
+    # -- bucket level -------------------------------------------------------------------
+
+    async def bucket_op(self) -> Response:
+        p, m = self.params, self.method
+        if m == "GET" and "stat" in p:
+            self.authorize("oss:GetBucketStat", None)
+            return self.get_bucket_stat()
+        if m == "GET" and "bucketInfo" in p:
+            self.authorize("oss:GetBucketInfo", None)
+            return self.get_bucket_info()
+        if m == "GET" and "location" in p:
+            self.authorize("oss:GetBucketLocation", None)
+            return _xml(_el("LocationConstraint", f"oss-{self.bucket.region}"), self.rid)
+        if m == "GET" and "versioning" in p:
+            self.authorize("oss:GetBucketVersioning", None)
+            status = _el("Status", self.bucket.versioning) if self.bucket.versioning else ""
+            return _xml(f"<VersioningConfiguration>{status}</VersioningConfiguration>", self.rid)
+        if m == "GET" and "lifecycle" in p:
+            self.authorize("oss:GetBucketLifecycle", None)
+            return self.get_bucket_lifecycle()
+        if "policy" in p:
+            # the bucket owner manages the policy; policy statements never lock it out
+            if m == "GET":
+                return self.get_bucket_policy()
+            if m == "PUT":
+                return await self.put_bucket_policy()
+            if m == "DELETE":
+                self.bucket.policy = None
+                return _empty(self.rid, 204)
+        if m == "GET" and "versions" in p:
+            self.authorize("oss:ListObjectVersions", None)
+            return self.list_object_versions()
+        if m == "GET" and p.get("list-type") == "2":
+            self.authorize("oss:ListObjects", None)
+            return self.list_objects_v2()
+        if m == "GET" and not (set(p) & oss_signing.V1_SUBRESOURCES):
+            self.authorize("oss:ListObjects", None)
+            return self.list_objects()
+        raise OssError(501, "NotImplemented", f"The emulator does not implement {m} on a bucket with {sorted(p)}.")
+
+    def get_bucket_stat(self) -> Response:
+        st = self.bucket.stat()
+        markers = sum(1 for v in self.bucket.all_versions() if v.delete_marker)
+        zero_fields = [
+            "MultipartPartCount", "MultipartPartStorage", "StandardMultipartPartCount", "StandardMultipartPartStorage",
+            "InfrequentAccessStorage", "InfrequentAccessRealStorage", "InfrequentAccessObjectCount",
+            "InfrequentMultipartPartCount", "InfrequentMultipartPartStorage",
+            "ArchiveStorage", "ArchiveRealStorage", "ArchiveObjectCount", "ArchiveMultipartPartCount",
+            "ArchiveMultipartPartStorage", "ColdArchiveStorage", "ColdArchiveRealStorage", "ColdArchiveObjectCount",
+            "ColdArchiveMultipartPartCount", "ColdArchiveMultipartPartStorage", "DeepColdArchiveStorage",
+            "DeepColdArchiveRealStorage", "DeepColdArchiveObjectCount", "DeepColdArchiveMultipartPartCount",
+            "DeepColdArchiveMultipartPartStorage",
+        ]  # fmt: skip
+        body = (
+            "<BucketStat>"
+            f"{_el('Storage', st.storage_bytes)}{_el('ObjectCount', st.object_count)}"
+            f"{_el('MultipartUploadCount', 0)}{_el('LiveChannelCount', 0)}"
+            f"{_el('LastModifiedTime', int(self.state.now().timestamp()))}"
+            f"{_el('StandardStorage', st.storage_bytes)}{_el('StandardObjectCount', st.object_count)}"
+            f"{_el('DeleteMarkerCount', markers)}"
+            + "".join(_el(f, 0) for f in zero_fields)
+            + "</BucketStat>"
+        )
+        return _xml(body, self.rid)
+
+    def get_bucket_info(self) -> Response:
+        b = self.bucket
+        versioning = _el("Versioning", b.versioning) if b.versioning else ""
+        body = (
+            "<BucketInfo><Bucket>"
+            f"{_el('AccessMonitor', 'Disabled')}{_el('CreationDate', _iso(b.created))}"
+            f"{_el('ExtranetEndpoint', f'oss-{b.region}.aliyuncs.com')}"
+            f"{_el('IntranetEndpoint', f'oss-{b.region}-internal.aliyuncs.com')}"
+            f"{_el('Location', f'oss-{b.region}')}{_el('StorageClass', 'Standard')}"
+            f"{_el('TransferAcceleration', 'Disabled')}{_el('CrossRegionReplication', 'Disabled')}"
+            f"{_el('DataRedundancyType', 'LRS')}{_el('Name', b.name)}{_owner()}"
+            f"<AccessControlList>{_el('Grant', 'private')}</AccessControlList>"
+            f"<ServerSideEncryptionRule>{_el('SSEAlgorithm', 'None')}</ServerSideEncryptionRule>"
+            f"{versioning}<BucketPolicy>{_el('LogBucket', '')}{_el('LogPrefix', '')}</BucketPolicy>"
+            f"{_el('Comment', '')}{_el('BlockPublicAccess', 'false')}"
+            "</Bucket></BucketInfo>"
+        )
+        return _xml(body, self.rid)
+
+    def get_bucket_lifecycle(self) -> Response:
+        rules = self.bucket.lifecycle
+        if not rules:
+            raise OssError(404, "NoSuchLifecycle", "No Row found in Lifecycle Table.")
+        out = []
+        for r in rules:
+            parts = [_el("ID", r.id), _el("Prefix", r.prefix), _el("Status", "Enabled")]
+            if r.expiration_days is not None:
+                parts.append(f"<Expiration>{_el('Days', r.expiration_days)}</Expiration>")
+            if r.noncurrent_days is not None:
+                parts.append(
+                    f"<NoncurrentVersionExpiration>{_el('NoncurrentDays', r.noncurrent_days)}</NoncurrentVersionExpiration>"
+                )
+            out.append("<Rule>" + "".join(parts) + "</Rule>")
+        return _xml("<LifecycleConfiguration>" + "".join(out) + "</LifecycleConfiguration>", self.rid)
+
+    def get_bucket_policy(self) -> Response:
+        if self.bucket.policy is None:
+            raise OssError(404, "NoSuchBucketPolicy", "The bucket policy does not exist.")
+        return Response(
+            self.bucket.policy.encode("utf-8"),
+            headers={"x-oss-request-id": self.rid, "server": "AliyunOSS"},
+            media_type="application/json",
+        )
+
+    async def put_bucket_policy(self) -> Response:
+        body = await self.request.body()
+        try:
+            policy.parse_policy(body)
+        except policy.PolicyError as exc:
+            raise OssError(400, exc.code, exc.message) from None
+        self.bucket.policy = body.decode("utf-8")
+        return _empty(self.rid, 200)
+
+    def list_objects(self) -> Response:
+        p = self.params
+        prefix, marker, delimiter = p.get("prefix", ""), p.get("marker", ""), p.get("delimiter", "")
+        max_keys = _max_keys(p)
+        enc_type, enc = _encoder(p)
+        entries, truncated = _list_keys(self.bucket, prefix, marker, delimiter, max_keys)
+        body = [
+            "<ListBucketResult>",
+            _el("Name", self.bucket.name), _el("Prefix", enc(prefix)), _el("Marker", enc(marker)),
+            _el("MaxKeys", max_keys), _el("Delimiter", enc(delimiter)), _el("IsTruncated", "true" if truncated else "false"),
+        ]  # fmt: skip
+        if enc_type:
+            body.append(_el("EncodingType", enc_type))
+        if truncated:
+            body.append(_el("NextMarker", enc(entries[-1][1])))
+        body += self._entries_xml(entries, enc, owner=True)
+        body.append("</ListBucketResult>")
+        return _xml("".join(body), self.rid)
+
+    def list_objects_v2(self) -> Response:
+        p = self.params
+        prefix, delimiter = p.get("prefix", ""), p.get("delimiter", "")
+        token = p.get("continuation-token")
+        start_after = p.get("start-after", "")
+        after = _token_decode(token) if token else start_after
+        max_keys = _max_keys(p)
+        enc_type, enc = _encoder(p)
+        fetch_owner = p.get("fetch-owner", "").lower() == "true"
+        entries, truncated = _list_keys(self.bucket, prefix, after, delimiter, max_keys)
+        body = ["<ListBucketResult>", _el("Name", self.bucket.name), _el("Prefix", enc(prefix))]
+        if start_after:
+            body.append(_el("StartAfter", enc(start_after)))
+        if token:
+            body.append(_el("ContinuationToken", token))
+        body += [_el("MaxKeys", max_keys), _el("Delimiter", enc(delimiter)), _el("IsTruncated", "true" if truncated else "false")]
+        if enc_type:
+            body.append(_el("EncodingType", enc_type))
+        body.append(_el("KeyCount", len(entries)))
+        if truncated:
+            body.append(_el("NextContinuationToken", _token_encode(entries[-1][1])))
+        body += self._entries_xml(entries, enc, owner=fetch_owner)
+        body.append("</ListBucketResult>")
+        return _xml("".join(body), self.rid)
+
+    def _entries_xml(self, entries, enc, owner: bool) -> list[str]:
+        contents = [_contents_xml(self.bucket, name, enc, owner) for kind, name in entries if kind == "key"]
+        prefixes = [f"<CommonPrefixes>{_el('Prefix', enc(name))}</CommonPrefixes>" for kind, name in entries if kind == "prefix"]
+        return contents + prefixes
+
+    def list_object_versions(self) -> Response:
+        p = self.params
+        prefix, delimiter = p.get("prefix", ""), p.get("delimiter", "")
+        key_marker, vid_marker = p.get("key-marker", ""), p.get("version-id-marker", "")
+        if vid_marker and not key_marker:
+            raise OssError(400, "InvalidArgument", "A version-id-marker cannot be specified without a key-marker.")
+        max_keys = _max_keys(p)
+        enc_type, enc = _encoder(p)
+        entries: list[tuple[str, object]] = []
+        truncated = False
+        seen_prefix = None
+        skipping_marker_key = bool(vid_marker)
+        for v in self.bucket.all_versions(prefix):
+            if v.key < key_marker or (v.key == key_marker and not vid_marker):
+                continue
+            if v.key == key_marker and skipping_marker_key:
+                if v.version_id == vid_marker:
+                    skipping_marker_key = False
+                continue
+            common = _collapse(v.key, prefix, delimiter)
+            if common is not None:
+                if common == seen_prefix or (key_marker and common <= key_marker and key_marker.startswith(common)):
+                    continue
+                if len(entries) == max_keys:
+                    truncated = True
+                    break
+                entries.append(("prefix", common))
+                seen_prefix = common
+                continue
+            if len(entries) == max_keys:
+                truncated = True
+                break
+            entries.append(("version", v))
+        body = [
+            "<ListVersionsResult>", _el("Name", self.bucket.name), _el("Prefix", enc(prefix)),
+            _el("KeyMarker", enc(key_marker)), _el("VersionIdMarker", vid_marker), _el("MaxKeys", max_keys),
+            _el("Delimiter", enc(delimiter)), _el("IsTruncated", "true" if truncated else "false"),
+        ]  # fmt: skip
+        if enc_type:
+            body.append(_el("EncodingType", enc_type))
+        if truncated:
+            kind, last = entries[-1]
+            if kind == "prefix":
+                body += [_el("NextKeyMarker", enc(last)), _el("NextVersionIdMarker", "")]
+            else:
+                body += [_el("NextKeyMarker", enc(last.key)), _el("NextVersionIdMarker", last.version_id)]
+        for kind, item in entries:
+            if kind == "prefix":
+                continue
+            v = item
+            latest = "true" if self.bucket.is_latest(v) else "false"
+            common = f"{_el('Key', enc(v.key))}{_el('VersionId', v.version_id)}{_el('IsLatest', latest)}{_el('LastModified', _iso(v.last_modified))}"
+            if v.delete_marker:
+                body.append(f"<DeleteMarker>{common}{_owner()}</DeleteMarker>")
+            else:
+                body.append(
+                    f"<Version>{common}{_el('ETag', chr(34) + v.etag + chr(34))}{_el('Type', 'Normal')}"
+                    f"{_el('Size', v.size)}{_el('StorageClass', 'Standard')}{_owner()}</Version>"
+                )
+        body += [f"<CommonPrefixes>{_el('Prefix', enc(name))}</CommonPrefixes>" for kind, name in entries if kind == "prefix"]
+        body.append("</ListVersionsResult>")
+        return _xml("".join(body), self.rid)
+
+    # -- object level -------------------------------------------------------------------
+
+    async def object_op(self) -> Response:
+        m, p = self.method, self.params
+        unsupported = set(p) & (oss_signing.V1_SUBRESOURCES - {"versionId"} - {k for k in p if k.startswith("response-")})
+        if unsupported:
+            raise OssError(501, "NotImplemented", f"The emulator does not implement object sub-resources {sorted(unsupported)}.")
+        if m == "PUT":
+            if "x-oss-copy-source" in self.headers:
+                raise OssError(501, "NotImplemented", "The emulator does not implement CopyObject.")
+            return await self.put_object()
+        if m in ("GET", "HEAD"):
+            self.authorize("oss:GetObject", self.key)
+            return self.get_object(head=m == "HEAD")
+        if m == "DELETE":
+            return self.delete_object()
+        raise OssError(405, "MethodNotAllowed", f"The specified method {m} is not allowed against this resource.")
+
+    async def put_object(self) -> Response:
+        self.authorize("oss:PutObject", self.key)
+        if self.headers.get("x-oss-forbid-overwrite", "").strip('"').lower() == "true" and self.bucket.current(self.key):
+            raise OssError(409, "FileAlreadyExists", "The object you specified already exists and can not be overwritten.")
+        data = await self.request.body()
+        md5 = hashlib.md5(data).digest()
+        claimed = self.headers.get("content-md5")
+        if claimed is not None:
+            try:
+                claimed_bytes = base64.b64decode(claimed, validate=True)
+            except (binascii.Error, ValueError):
+                raise OssError(400, "InvalidDigest", "The Content-MD5 you specified is not valid.") from None
+            if claimed_bytes != md5:
+                raise OssError(400, "BadDigest", "The Content-MD5 you specified did not match what was received.")
+        content_type = self.headers.get("content-type") or "application/octet-stream"
+        version = self.bucket.put_object(self.key, self.state.now(), data=data, content_type=content_type)
+        headers = {
+            "etag": f'"{version.etag}"',
+            "content-md5": base64.b64encode(md5).decode("ascii"),
+            "x-oss-hash-crc64ecma": str(crc64_ecma(data)),
+        }
+        headers.update(_version_id_header(self.bucket, version))
+        return _empty(self.rid, 200, headers)
+
+    def _find_version(self, version_id: str | None) -> ObjectVersion:
+        if version_id is None:
+            v = self.bucket.current(self.key)
+            if v is None:
+                markers = self.bucket.versions(self.key)
+                extra = {}
+                if markers and markers[0].delete_marker:
+                    extra = {"x-oss-delete-marker": "true", "x-oss-version-id": markers[0].version_id}
+                raise OssError(404, "NoSuchKey", "The specified key does not exist.", extra)
+            return v
+        for x in self.bucket.versions(self.key):
+            if x.version_id == version_id:
+                if x.delete_marker:
+                    raise OssError(
+                        405,
+                        "MethodNotAllowed",
+                        "The specified method is not allowed against this resource.",
+                        {"x-oss-delete-marker": "true", "x-oss-version-id": x.version_id},
+                    )
+                return x
+        raise OssError(404, "NoSuchVersion", "The specified version does not exist.")
+
+    def get_object(self, head: bool) -> Response:
+        v = self._find_version(self.params.get("versionId"))
+        headers = _object_headers(self.bucket, v, crc=True)
+        headers["x-oss-request-id"] = self.rid
+        headers["server"] = "AliyunOSS"
+        for param, header in (("response-content-type", "content-type"), ("response-cache-control", "cache-control"),
+                              ("response-content-disposition", "content-disposition"),
+                              ("response-content-encoding", "content-encoding"),
+                              ("response-content-language", "content-language"), ("response-expires", "expires")):  # fmt: skip
+            if self.params.get(param):
+                headers[header] = self.params[param]
+        if head:
+            headers["content-length"] = str(v.size)
+            return Response(b"", status_code=200, headers=headers)
+        content = v.content
+        rng = self.headers.get("range", "").strip().strip('"')
+        if rng.startswith("bytes=") and "," not in rng and v.size > 0:
+            start_s, _, end_s = rng[6:].partition("-")
+            try:
+                if start_s == "":
+                    start, end = max(0, v.size - int(end_s)), v.size - 1
+                else:
+                    start = int(start_s)
+                    end = min(int(end_s), v.size - 1) if end_s else v.size - 1
+            except ValueError:
+                start, end = 0, -1
+            if 0 <= start <= end < v.size:
+                headers.pop("x-oss-hash-crc64ecma", None)
+                headers["content-range"] = f"bytes {start}-{end}/{v.size}"
+                return Response(content[start : end + 1], status_code=206, headers=headers)
+            if start >= v.size:
+                raise OssError(416, "InvalidRange", "The requested range cannot be satisfied.")
+        return Response(content, status_code=200, headers=headers)
+
+    def delete_object(self) -> Response:
+        self.authorize("oss:DeleteObject", self.key)
+        version_id = self.params.get("versionId")
+        headers: dict[str, str] = {}
+        if version_id is not None:
+            if version_id == "":
+                raise OssError(400, "InvalidArgument", "versionId must not be empty.")
+            target = next(
+                (x for x in self.bucket.versions(self.key) if x.version_id == version_id), None
+            )
+            if target is None and version_id != "null":
+                raise OssError(404, "NoSuchVersion", "The specified version does not exist.")
+            self.bucket.delete_object(self.key, self.state.now(), version_id=version_id)
+            headers["x-oss-version-id"] = version_id
+            if target is not None and target.delete_marker:
+                headers["x-oss-delete-marker"] = "true"
+        else:
+            marker = self.bucket.delete_object(self.key, self.state.now())
+            if marker is not None:
+                headers["x-oss-delete-marker"] = "true"
+                headers["x-oss-version-id"] = marker.version_id
+        return _empty(self.rid, 204, headers)
+
+
+def create_app(state: "EmulatorState") -> Starlette:
+    """The OSS ASGI app over ``state`` (reads ``state.credentials``, ``state.storage``, ``state.now()``)."""
+    oss = OssApp(state)
+    methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+    app = Starlette(routes=[Route("/{path:path}", oss.handle, methods=methods)])
+    app.state.oss = oss
+    return app
+
+
+__all__ = ["create_app", "error_response", "crc64_ecma", "new_request_id", "OssApp"]
