@@ -1,7 +1,8 @@
 """The emulator's model of the console GC task (the real OpenAPI has none; DESIGN 1 and 6).
 
 A task deletes the expired tags of every image repository of the instance
-(``retention.expired_tags``), one tag at a time at ``tags_per_second`` real seconds, then
+(``retention.expired_tags``; repositories in (namespace, name) order, each one's oldest
+tag first), one tag at a time at ``tags_per_second`` real seconds, then
 sweeps manifests and blobs no surviving tag still references. It runs as a background
 asyncio task in the server's event loop, so it interleaves with API requests exactly as
 a real long GC does (tags disappear from ListRepoTag while it runs).
@@ -164,7 +165,7 @@ class GcService:
             plan = [
                 (repo, record)
                 for repo in list(inst.repos)
-                for record in expired_tags(repo, inst.lifecycle_rules)
+                for record in reversed(expired_tags(repo, inst.lifecycle_rules))  # oldest first
             ]
             task.tags_planned = len(plan)
             loop = asyncio.get_running_loop()
