@@ -71,6 +71,9 @@ class Bucket:
     # key -> versions, oldest first; the last one is current unless it is a delete marker
     _versions: dict[str, list[ObjectVersion]] = field(default_factory=dict)
     _lifecycle_checked: datetime | None = None
+    # earliest time anything can expire (None: unknown, scan on the next apply_lifecycle)
+    _next_due: datetime | None = field(default=None, repr=False)
+    _lifecycle_sig: tuple | None = field(default=None, repr=False)
 
     # ---- writes -------------------------------------------------------------------
 
@@ -113,6 +116,7 @@ class Bucket:
                 return None
             kept = [v for v in versions if v.version_id != version_id]
             if len(kept) != len(versions):
+                self._next_due = None  # an older version may become current (and already expired)
                 removed_current = versions[-1].version_id == version_id
                 if kept:
                     self._versions[key] = kept
@@ -141,6 +145,11 @@ class Bucket:
         return _new_version_id() if self.versioning == "Enabled" else "null"
 
     def _push(self, key: str, version: ObjectVersion, now: datetime) -> None:
+        # every expiry a write creates is at least the shortest rule's days after it
+        if self._next_due is not None and self.lifecycle:
+            days = [d for r in self.lifecycle for d in (r.expiration_days, r.noncurrent_days) if d is not None]
+            if days:
+                self._next_due = min(self._next_due, now + timedelta(days=min(days)))
         versions = self._versions.setdefault(key, [])
         if self.versioning is None:
             versions.clear()
@@ -168,6 +177,10 @@ class Bucket:
             raise NoSuchKey(key)
         return found
 
+    def versions(self, key: str) -> list[ObjectVersion]:
+        """Every version and delete marker of one key, newest first (empty when none)."""
+        return list(reversed(self._versions.get(key, [])))
+
     def current_keys(self, prefix: str = "") -> list[str]:
         """Keys with a current (non-deleted) version, sorted as OSS lists them."""
         return sorted(k for k, v in self._versions.items() if k.startswith(prefix) and not v[-1].delete_marker)
@@ -186,30 +199,68 @@ class Bucket:
     # ---- lifecycle and stat ----------------------------------------------------------
 
     def apply_lifecycle(self, now: datetime) -> None:
-        """Expire what the lifecycle rules say has expired by ``now`` (OSS runs this daily)."""
+        """Expire what the lifecycle rules say has expired by ``now`` (OSS runs this daily).
+
+        An object expires ``expiration_days`` after it was last modified (in a versioned
+        bucket: a delete marker is added *at that moment*, so the version's noncurrent days
+        count from its expiry, not from when this method happened to run); a noncurrent
+        version is removed ``noncurrent_days`` after it became noncurrent; a delete marker
+        with nothing behind it is removed ``noncurrent_days`` after it was made. All
+        expiration rules run before the noncurrent rules, so one call after a long clock
+        jump settles everything that is due. Calls before the next due time are no-ops.
+        """
         if not self.lifecycle:
             return
+        sig = tuple((r.prefix, r.expiration_days, r.noncurrent_days) for r in self.lifecycle)
+        if sig == self._lifecycle_sig and self._next_due is not None and now < self._next_due:
+            return
+        self._lifecycle_sig = sig
+        next_due: datetime | None = None
+
+        def note(due: datetime) -> None:
+            nonlocal next_due
+            if next_due is None or due < next_due:
+                next_due = due
+
         for rule in self.lifecycle:
-            if rule.expiration_days is not None:
-                cutoff = now - timedelta(days=rule.expiration_days)
-                for key in [k for k in self._versions if k.startswith(rule.prefix)]:
-                    cur = self.current(key)
-                    if cur is not None and cur.last_modified <= cutoff:
-                        self.delete_object(key, now)
-            if rule.noncurrent_days is not None:
-                cutoff = now - timedelta(days=rule.noncurrent_days)
-                for key in [k for k in self._versions if k.startswith(rule.prefix)]:
-                    versions = self._versions[key]
-                    kept = [
-                        v for v in versions[:-1] if v.noncurrent_since is None or v.noncurrent_since > cutoff
-                    ] + versions[-1:]
-                    # a delete marker left alone with nothing behind it is removed too (expired marker)
-                    if len(kept) == 1 and kept[0].delete_marker and kept[0].last_modified <= cutoff:
+            if rule.expiration_days is None:
+                continue
+            days = timedelta(days=rule.expiration_days)
+            for key in [k for k in self._versions if k.startswith(rule.prefix)]:
+                cur = self.current(key)
+                if cur is None:
+                    continue
+                due = cur.last_modified + days
+                if due <= now:
+                    self.delete_object(key, due)
+                else:
+                    note(due)
+        for rule in self.lifecycle:
+            if rule.noncurrent_days is None:
+                continue
+            days = timedelta(days=rule.noncurrent_days)
+            for key in [k for k in self._versions if k.startswith(rule.prefix)]:
+                versions = self._versions[key]
+                kept = []
+                for v in versions[:-1]:
+                    if v.noncurrent_since is not None:
+                        if v.noncurrent_since + days <= now:
+                            continue
+                        note(v.noncurrent_since + days)
+                    kept.append(v)
+                kept.append(versions[-1])
+                # a delete marker left alone with nothing behind it is removed too (expired marker)
+                if len(kept) == 1 and kept[0].delete_marker:
+                    due = kept[0].last_modified + days
+                    if due <= now:
                         kept = []
-                    if kept:
-                        self._versions[key] = kept
                     else:
-                        del self._versions[key]
+                        note(due)
+                if kept:
+                    self._versions[key] = kept
+                else:
+                    del self._versions[key]
+        self._next_due = next_due if next_due is not None else datetime.max.replace(tzinfo=now.tzinfo)
         self._lifecycle_checked = now
 
     def stat(self) -> BucketStat:
