@@ -329,7 +329,7 @@ class AcrClient:
         parse: Callable[[dict], T],
         page_size: int | None,
     ) -> Iterator[Page[T]]:
-        size = page_size or self.page_size
+        size = self.page_size if page_size is None else page_size
         if not 1 <= size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be within 1..{MAX_PAGE_SIZE}")
         page_no = 1

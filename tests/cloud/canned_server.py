@@ -38,10 +38,14 @@ class CannedServer:
                 body = self.rfile.read(length) if length else b""
                 with server._lock:
                     server.requests.append(
-                        {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+                        {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body,
+                         "t": time.monotonic()}
                     )
                     step = server.script.pop(0) if len(server.script) > 1 else server.script[0]
-                self._play(step)
+                try:
+                    self._play(step)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+                    self.close_connection = True
 
             def _play(self, step):
                 if isinstance(step, tuple) and step and step[0] == "slow":
