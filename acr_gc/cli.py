@@ -84,6 +84,50 @@ def emulator_generate(
     sys.stdout.write("\n")
 
 
+def _load(config_path: Path):
+    """The config, or exit 2 with the one line that says what is wrong with it."""
+    from acr_gc.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+@app.command("plan")
+def plan_command(
+    config_path: Path = typer.Option(..., "--config", help="run configuration (YAML)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="report folder root (default: report.out_dir)"),
+) -> None:
+    """Inventory, retention plan and regenerability gate; changes nothing.
+
+    Exit 0 when the gate passes, 3 when it blocks (the blocking tags are listed), 2 on
+    bad input.
+    """
+    config = _load(config_path)
+    if out is not None:
+        config = config.model_copy(update={"report": config.report.model_copy(update={"out_dir": out})})
+    from acr_gc.cloud.errors import CloudError
+    from acr_gc.tasks.preflight import BadInput, preflight
+
+    try:
+        preflight(config)
+    except BadInput as exc:
+        fail(str(exc))
+    except CloudError as exc:
+        fail(str(exc), code=1)
+
+    from acr_gc.flows.plan import plan_instance
+    from acr_gc.reports.console import print_blocking, print_plan_table
+
+    outcome = plan_instance(config)
+    print_plan_table(outcome.result)
+    if not outcome.result.gate.passed:
+        print_blocking(outcome.result.gate.blocking)
+    typer.echo(str(outcome.folder))
+    raise typer.Exit(0 if outcome.result.gate.passed else 3)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

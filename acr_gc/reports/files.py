@@ -1,0 +1,72 @@
+"""Writing a run's files into ``<out_dir>/<instance_id>/<run_id>/`` (DESIGN section 8).
+
+CSV cells that a spreadsheet would run as a formula (leading ``=``, ``+``, ``-``, ``@``,
+tab or carriage return) are prefixed with ``'``: finance opens these files in Excel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from acr_gc.reports.summary import Summary
+
+PLAN_CSV_COLUMNS = ["namespace", "repo", "tag", "digest", "size", "updated", "expired", "regenerable_by"]
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable by time and unique: ``20261128T173000Z-1a2b3c``."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def run_dir(out_dir: str | Path, instance_id: str, run_id: str) -> Path:
+    path = Path(out_dir) / instance_id / run_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that start like a spreadsheet formula get a leading apostrophe."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            values = out[column]
+            risky = values.map(lambda v: isinstance(v, str) and v.startswith(_FORMULA_PREFIXES))
+            if risky.any():
+                out.loc[risky, column] = "'" + values[risky]
+    return out
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    _atomic_write(path, neutralize_formulas(frame).to_csv(index=False))
+    return path
+
+
+def plan_csv_frame(verdicts: pd.DataFrame) -> pd.DataFrame:
+    frame = verdicts.rename(columns={"image_size": "size"})
+    frame = frame.assign(updated=frame["updated"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return frame[PLAN_CSV_COLUMNS].sort_values(["namespace", "repo", "tag"], kind="stable")
+
+
+def write_plan_csv(verdicts: pd.DataFrame, folder: Path) -> Path:
+    return write_csv(plan_csv_frame(verdicts), folder / "plan.csv")
+
+
+def write_summary(summary: Summary, folder: Path) -> Path:
+    path = folder / "summary.json"
+    _atomic_write(path, json.dumps(summary.model_dump(mode="json"), indent=2) + "\n")
+    return path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write beside, then rename: a crash never leaves half a file for other programs."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,68 @@
+"""``summary.json``: the machine-readable contract of a run (DESIGN section 10).
+
+Other programs read this file, so its shape is fixed here once, as pydantic models with
+every field always present (``null`` where a step has not happened yet).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+# The pipeline's states (DESIGN section 10), plus PLANNED for an `acr-gc plan` run whose
+# gate passed: it changed nothing and has no GC to report.
+RunState = Literal["PLANNED", "BLOCKED", "FAILED", "CANCELED", "GC_DONE", "COMPLETE"]
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlanSummary(_Block):
+    tags_total: int
+    tags_expired: int
+    tags_unregenerable: int
+    bytes_expected: int
+    bytes_expected_is_upper_bound: bool
+
+
+class GcSummary(_Block):
+    driver: str | None = None
+    task_id: str | None = None
+    state: str | None = None
+    tags_deleted: int | None = None
+
+
+class ChecksSummary(_Block):
+    unexpected_deletions: int | None = None
+    missed_deletions: int | None = None
+    freeze_restored: bool | None = None
+
+
+class StorageSummary(_Block):
+    before_bytes: int | None = None
+    after_bytes: int | None = None
+    reclaimed_bytes: int | None = None
+    reclaimed_pct: float | None = None
+    samples: int = 0
+    window_end: str | None = None
+    window_complete: bool = False
+
+
+class CostSummary(_Block):
+    currency: str
+    price_per_gb_month: float
+    saving_per_month: float | None = None
+
+
+class Summary(_Block):
+    run_id: str
+    instance_id: str
+    bucket: str
+    state: RunState
+    plan: PlanSummary | None = None
+    gc: GcSummary = GcSummary()
+    checks: ChecksSummary = ChecksSummary()
+    storage: StorageSummary = StorageSummary()
+    cost: CostSummary

@@ -1,0 +1,179 @@
+"""The read-only steps as Prefect tasks: inventory, retention plan, regenerability gate.
+
+Task runs are per step or per batch of repositories, never per tag. Each step leaves a
+table artifact on the flow run, keyed per instance so that the dashboard keeps history
+across monthly runs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+from prefect import task, unmapped
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+
+from acr_gc import rules
+from acr_gc.cloud.clients import acr_client
+from acr_gc.config import Config
+from acr_gc.tasks import inventory as inv
+
+REPOS_PER_BATCH = 100
+NO_RETRY = dict(cache_policy=NO_CACHE, retries=0)  # the adapters retry each call themselves
+
+
+def artifact_key(kind: str, instance_id: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) stable per instance."""
+    return re.sub(r"[^a-z0-9-]+", "-", f"acr-gc-{kind}-{instance_id}".lower()).strip("-")
+
+
+def _in_flow() -> bool:
+    return FlowRunContext.get() is not None
+
+
+def _table(kind: str, config: Config, frame: pd.DataFrame, description: str) -> None:
+    if _in_flow():
+        create_table_artifact(
+            key=artifact_key(kind, config.target.instance_id),
+            table=frame.astype(object).where(frame.notna(), None).to_dict(orient="records"),
+            description=description,
+        )
+
+
+# ---- inventory --------------------------------------------------------------------
+
+
+@task(name="list-repositories", **NO_RETRY)
+def list_repositories(config: Config) -> pd.DataFrame:
+    return inv.fetch_repositories(acr_client(config))
+
+
+@task(name="list-tags", **NO_RETRY)
+def list_tags(config: Config, repositories: pd.DataFrame) -> pd.DataFrame:
+    """The tags of one batch of repositories."""
+    return inv.fetch_tags(acr_client(config), repositories, config.api.concurrency)
+
+
+@task(name="list-lifecycle-rules", **NO_RETRY)
+def list_rules(config: Config) -> pd.DataFrame:
+    return inv.fetch_rules(acr_client(config))
+
+
+@task(name="list-charts", **NO_RETRY)
+def list_charts(config: Config) -> pd.DataFrame:
+    return inv.fetch_charts(acr_client(config))
+
+
+def take_inventory(config: Config) -> inv.Inventory:
+    """Run the inventory tasks: rules and charts beside the repository listing, then the
+    tags in batches of ``REPOS_PER_BATCH`` repositories, all batches submitted at once."""
+    rules_future = list_rules.submit(config)
+    charts_future = list_charts.submit(config)
+    repositories = list_repositories(config)
+    batches = inv.batches(repositories, REPOS_PER_BATCH)
+    tag_frames = [f.result() for f in list_tags.map(unmapped(config), batches)] if batches else []
+    tags = pd.concat(tag_frames, ignore_index=True) if tag_frames else inv.tags_frame([])
+    inventory = inv.Inventory(repositories, tags, rules_future.result(), charts_future.result())
+    per_namespace = (
+        tags.groupby("namespace")
+        .agg(repositories=("repo_id", "nunique"), tags=("tag", "size"), image_bytes=("image_size", "sum"))
+        .reset_index()
+    )
+    _table("inventory", config, per_namespace, f"Inventory of {config.target.instance_id}")
+    return inventory
+
+
+# ---- plan and gate ----------------------------------------------------------------
+
+
+@dataclass
+class PlanResult:
+    """Everything the plan step decided, for the files, the artifacts and the flow."""
+
+    verdicts: pd.DataFrame  # tags + expired, retained_by, regenerable_by, regenerate_from, allowed
+    expected: rules.ExpectedBytes
+    gate: rules.GateResult
+    charts: int
+
+    @property
+    def summary(self) -> dict:
+        expired = self.verdicts["expired"]
+        return {
+            "tags_total": int(len(self.verdicts)),
+            "tags_expired": int(expired.sum()),
+            "tags_unregenerable": int((self.verdicts["regenerable_by"] == "none").sum()),
+            "bytes_expected": int(self.expected.bytes),
+            "bytes_expected_is_upper_bound": bool(self.expected.is_upper_bound),
+        }
+
+    def per_namespace(self) -> pd.DataFrame:
+        """Tags, expired, unregenerable and expected bytes per namespace."""
+        v = self.verdicts
+        table = (
+            v.assign(unregenerable=v["regenerable_by"] == "none")
+            .groupby("namespace")
+            .agg(tags=("tag", "size"), expired=("expired", "sum"), unregenerable=("unregenerable", "sum"))
+        )
+        by_ns = self.expected.by_namespace.set_index("namespace")["bytes"] if len(self.expected.by_namespace) else None
+        table["expected_bytes"] = by_ns.reindex(table.index).fillna(0).astype("int64") if by_ns is not None else 0
+        return table.reset_index().astype({"expired": "int64", "unregenerable": "int64"})
+
+
+@task(name="plan-retention", **NO_RETRY)
+def plan_retention(config: Config, inventory: inv.Inventory) -> pd.DataFrame:
+    """Which tags the lifecycle rules expire (DESIGN section 3)."""
+    return rules.plan(inventory.tags, inventory.rules)
+
+
+@task(name="verify-regenerable", **NO_RETRY)
+def verify_regenerable(config: Config, inventory: inv.Inventory, planned: pd.DataFrame) -> PlanResult:
+    """The gate (DESIGN section 4); reads replicas and build rules only where needed.
+
+    Verdicts are first-that-holds (alias, replica, build-rule, manifest), so replicas are
+    read for repositories that still have expired tags without an alias, and build rules
+    for those that a replica does not fully cover.
+    """
+    manifest = (
+        rules.load_manifest(config.policy.regeneration_manifest) if config.policy.regeneration_manifest else None
+    )
+    allow = config.policy.allow_unregenerable
+    acr = acr_client(config)
+
+    def unresolved_repos(frame: pd.DataFrame, settled: tuple[str, ...]) -> set[tuple[str, str]]:
+        open_ = frame[frame["expired"] & ~frame["regenerable_by"].isin(settled)]
+        return set(zip(open_["namespace"], open_["repo"]))
+
+    verdicts = rules.regenerability(planned, None, None, None, allow)
+    need_replicas = unresolved_repos(verdicts, ("alias",))
+    replicas = inv.fetch_replica_tags(
+        acr, need_replicas, lambda instance_id, region: acr_client(config, instance_id, region)
+    ) if need_replicas else None
+    verdicts = rules.regenerability(planned, replicas, None, None, allow)
+    need_builds = unresolved_repos(verdicts, ("alias", "replica"))
+    repos = inventory.repositories
+    build_rules = inv.fetch_build_rules(
+        acr,
+        repos[[key in need_builds for key in zip(repos["namespace"], repos["repo"])]],
+        config.api.concurrency,
+    ) if need_builds else None
+    verdicts = rules.regenerability(planned, replicas, build_rules, manifest, allow)
+    result = PlanResult(
+        verdicts=verdicts,
+        expected=rules.expected_bytes(planned),
+        gate=rules.gate(verdicts),
+        charts=len(inventory.charts),
+    )
+    _table("plan", config, result.per_namespace(), f"Retention plan of {config.target.instance_id}")
+    counts = verdicts[verdicts["expired"]].groupby("regenerable_by").size().rename("tags").reset_index()
+    _table("gate", config, counts, "How each expired tag can be regenerated ('none' blocks unless allowed)")
+    return result
+
+
+def plan_instance_steps(config: Config) -> PlanResult:
+    """Inventory → plan → gate, as tasks of the calling flow."""
+    inventory = take_inventory(config)
+    planned = plan_retention(config, inventory)
+    return verify_regenerable(config, inventory, planned)
