@@ -206,9 +206,7 @@ def _list_keys(bucket: Bucket, prefix: str, after: str, delimiter: str, limit: i
     """
     entries: list[tuple[str, str]] = []
     seen_prefix: str | None = None
-    for key in bucket.current_keys(prefix):
-        if key <= after:
-            continue
+    for key in bucket.iter_current_keys(prefix, after):
         common = _collapse(key, prefix, delimiter)
         if common is not None:
             if common == seen_prefix or (after and common <= after and after.startswith(common)):
@@ -498,14 +496,7 @@ class _Ctx:
         entries: list[tuple[str, object]] = []
         truncated = False
         seen_prefix = None
-        skipping_marker_key = bool(vid_marker)
-        for v in self.bucket.all_versions(prefix):
-            if v.key < key_marker or (v.key == key_marker and not vid_marker):
-                continue
-            if v.key == key_marker and skipping_marker_key:
-                if v.version_id == vid_marker:
-                    skipping_marker_key = False
-                continue
+        for v in self._version_stream(prefix, key_marker, vid_marker):
             common = _collapse(v.key, prefix, delimiter)
             if common is not None:
                 if common == seen_prefix or (key_marker and common <= key_marker and key_marker.startswith(common)):
@@ -549,6 +540,16 @@ class _Ctx:
         body += [f"<CommonPrefixes>{_el('Prefix', enc(name))}</CommonPrefixes>" for kind, name in entries if kind == "prefix"]
         body.append("</ListVersionsResult>")
         return _xml("".join(body), self.rid)
+
+    def _version_stream(self, prefix: str, key_marker: str, vid_marker: str):
+        """Versions in listing order after (key_marker, vid_marker)."""
+        if vid_marker and key_marker.startswith(prefix):
+            rest = self.bucket.versions(key_marker)
+            ids = [v.version_id for v in rest]
+            if vid_marker in ids:
+                yield from rest[ids.index(vid_marker) + 1 :]
+        for key in self.bucket.keys(prefix, key_marker):
+            yield from self.bucket.versions(key)
 
     # -- object level -------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ GetBucketStat) until a lifecycle rule's noncurrent days have passed.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ class Bucket:
     # earliest time anything can expire (None: unknown, scan on the next apply_lifecycle)
     _next_due: datetime | None = field(default=None, repr=False)
     _lifecycle_sig: tuple | None = field(default=None, repr=False)
+    _sorted_keys: list[str] | None = field(default=None, repr=False)  # cache; None after the key set changed
 
     # ---- writes -------------------------------------------------------------------
 
@@ -124,9 +126,11 @@ class Bucket:
                         kept[-1].noncurrent_since = None
                 else:
                     del self._versions[key]
+                    self._sorted_keys = None
             return None
         if self.versioning is None:
-            self._versions.pop(key, None)
+            if self._versions.pop(key, None) is not None:
+                self._sorted_keys = None
             return None
         if versions and versions[-1].delete_marker and self.versioning == "Enabled":
             return None
@@ -150,6 +154,8 @@ class Bucket:
             days = [d for r in self.lifecycle for d in (r.expiration_days, r.noncurrent_days) if d is not None]
             if days:
                 self._next_due = min(self._next_due, now + timedelta(days=min(days)))
+        if key not in self._versions:
+            self._sorted_keys = None
         versions = self._versions.setdefault(key, [])
         if self.versioning is None:
             versions.clear()
@@ -181,14 +187,37 @@ class Bucket:
         """Every version and delete marker of one key, newest first (empty when none)."""
         return list(reversed(self._versions.get(key, [])))
 
-    def current_keys(self, prefix: str = "") -> list[str]:
-        """Keys with a current (non-deleted) version, sorted as OSS lists them."""
-        return sorted(k for k, v in self._versions.items() if k.startswith(prefix) and not v[-1].delete_marker)
+    def keys(self, prefix: str = "", after: str = ""):
+        """Every key with any version or marker, sorted, starting with ``prefix`` and > ``after``.
 
-    def all_versions(self, prefix: str = "") -> list[ObjectVersion]:
+        A generator over a cached sorted list (rebuilt only when the key set changes), so
+        paging through a large bucket does not sort it again for every page.
+        """
+        if self._sorted_keys is None:
+            self._sorted_keys = sorted(self._versions)
+        keys = self._sorted_keys
+        start = bisect.bisect_right(keys, after) if after >= prefix else bisect.bisect_left(keys, prefix)
+        for i in range(start, len(keys)):
+            key = keys[i]
+            if not key.startswith(prefix):
+                if key > prefix:
+                    return
+                continue
+            if key in self._versions:  # tolerate a write during iteration
+                yield key
+
+    def current_keys(self, prefix: str = "", after: str = "") -> list[str]:
+        """Keys with a current (non-deleted) version, sorted as OSS lists them."""
+        return [k for k in self.keys(prefix, after) if not self._versions[k][-1].delete_marker]
+
+    def iter_current_keys(self, prefix: str = "", after: str = ""):
+        """``current_keys`` lazily (stop early when a page is full)."""
+        return (k for k in self.keys(prefix, after) if not self._versions[k][-1].delete_marker)
+
+    def all_versions(self, prefix: str = "", after: str = "") -> list[ObjectVersion]:
         """Every version and delete marker, by key, newest first within a key (ListObjectVersions order)."""
         out: list[ObjectVersion] = []
-        for key in sorted(k for k in self._versions if k.startswith(prefix)):
+        for key in self.keys(prefix, after):
             out.extend(reversed(self._versions[key]))
         return out
 
@@ -260,6 +289,7 @@ class Bucket:
                     self._versions[key] = kept
                 else:
                     del self._versions[key]
+                    self._sorted_keys = None
         self._next_due = next_due if next_due is not None else datetime.max.replace(tzinfo=now.tzinfo)
         self._lifecycle_checked = now
 

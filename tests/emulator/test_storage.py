@@ -254,3 +254,24 @@ def test_listing_order_and_prefix():
     assert [(v.key, v.delete_marker) for v in b.all_versions()] == [
         ("a", False), ("b/1", False), ("b/2", False), ("c", True), ("c", False)
     ]  # fmt: skip
+
+
+def test_keys_after_and_prefix_follow_the_key_set():
+    b = Bucket("b", T0, versioning="Enabled")
+    for k in ["a", "b/1", "b/2", "b/3", "c"]:
+        b.put_object(k, day(0), size=1)
+    assert list(b.keys()) == ["a", "b/1", "b/2", "b/3", "c"]
+    assert list(b.keys("b/")) == ["b/1", "b/2", "b/3"]
+    assert list(b.keys("b/", after="b/1")) == ["b/2", "b/3"]
+    assert list(b.keys("b/", after="a")) == ["b/1", "b/2", "b/3"]  # after sorts before the prefix
+    assert list(b.keys("b/", after="b/3")) == []
+    assert list(b.keys("b/", after="c")) == []
+    assert list(b.keys("zz")) == []
+    b.delete_object("b/2", day(1))  # a marker: still a key, no longer current
+    assert b.current_keys("b/") == ["b/1", "b/3"]
+    assert b.current_keys(after="b/1") == ["b/3", "c"]
+    b.put_object("b/15", day(1), size=1)  # new key: the cached order is rebuilt
+    assert b.current_keys("b/") == ["b/1", "b/15", "b/3"]
+    b.delete_object("c", day(1), version_id=b.versions("c")[0].version_id)  # key gone entirely
+    assert list(b.keys()) == ["a", "b/1", "b/15", "b/2", "b/3"]
+    assert [v.key for v in b.all_versions(after="b/15")] == ["b/2", "b/2", "b/3"]
