@@ -124,6 +124,7 @@ async def serve_async(dataset: ds.Dataset, options: ServerOptions) -> None:
             lifespan="off",
             timeout_keep_alive=30,
             backlog=1024,
+            server_header=False,  # the OSS app answers with its own Server header
         )
         servers.append(_Server(config))
     loop = asyncio.get_running_loop()
