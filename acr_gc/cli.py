@@ -104,18 +104,8 @@ def plan_command(
     Exit 0 when the gate passes, 3 when it blocks (the blocking tags are listed), 2 on
     bad input.
     """
-    config = _load(config_path)
-    if out is not None:
-        config = config.model_copy(update={"report": config.report.model_copy(update={"out_dir": out})})
-    from acr_gc.cloud.errors import CloudError
-    from acr_gc.tasks.preflight import BadInput, preflight
-
-    try:
-        preflight(config)
-    except BadInput as exc:
-        fail(str(exc))
-    except CloudError as exc:
-        fail(str(exc), code=1)
+    config = _with_out(_load(config_path), out)
+    _preflight_or_exit(config)
 
     from acr_gc.flows.plan import plan_instance
     from acr_gc.reports.console import print_blocking, print_plan_table
@@ -126,6 +116,91 @@ def plan_command(
         print_blocking(outcome.result.gate.blocking)
     typer.echo(str(outcome.folder))
     raise typer.Exit(0 if outcome.result.gate.passed else 3)
+
+
+def _with_out(config, out: Optional[Path]):
+    if out is None:
+        return config
+    return config.model_copy(update={"report": config.report.model_copy(update={"out_dir": out})})
+
+
+def _preflight_or_exit(config) -> None:
+    from acr_gc.cloud.errors import CloudError
+    from acr_gc.tasks.preflight import BadInput, preflight
+
+    try:
+        preflight(config)
+    except BadInput as exc:
+        fail(str(exc))
+    except CloudError as exc:
+        fail(str(exc), code=1)
+
+
+RUN_EXIT_CODES = {"GC_DONE": 0, "COMPLETE": 0, "BLOCKED": 3, "FAILED": 1, "CANCELED": 1}
+
+
+@app.command("run")
+def run_command(
+    config_path: Path = typer.Option(..., "--config", help="run configuration (YAML)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="report folder root (default: report.out_dir)"),
+) -> None:
+    """Run the whole pipeline once for the configured instance.
+
+    Exit 0 when GC is done, 3 when a check blocked the run before any change, 1 when the
+    run failed or was cancelled (the bucket is thawed either way), 2 on bad input.
+    """
+    config = _with_out(_load(config_path), out)
+    _preflight_or_exit(config)
+    from acr_gc.flows.reclaim import reclaim_storage
+    from acr_gc.reports.files import new_run_id
+
+    run_id = new_run_id()
+    state = reclaim_storage(config, run_id=run_id, return_state=True)
+    folder = Path(config.report.out_dir) / config.target.instance_id / run_id
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        fail(f"run ended {state.type.value} without a summary: {state.message}", code=1)
+    _print_run_lines(summary, state.message)
+    typer.echo(str(folder))
+    raise typer.Exit(RUN_EXIT_CODES.get(summary["state"], 1))
+
+
+def _print_run_lines(summary: dict, message: str | None) -> None:
+    from acr_gc.reports.console import human_bytes
+
+    plan = summary.get("plan") or {}
+    gc = summary.get("gc") or {}
+    storage = summary.get("storage") or {}
+    typer.echo(f"state: {summary['state']}" + (f" ({message})" if message and summary["state"] != "GC_DONE" else ""))
+    if plan:
+        typer.echo(
+            f"plan: {plan['tags_expired']} of {plan['tags_total']} tags expired, "
+            f"expected {human_bytes(plan['bytes_expected'])}"
+            + (" (upper bound)" if plan.get("bytes_expected_is_upper_bound") else "")
+        )
+    if gc.get("task_id"):
+        typer.echo(f"gc: task {gc['task_id']} {gc.get('state')}, {gc.get('tags_deleted')} tags deleted")
+    if storage.get("before_bytes") is not None:
+        typer.echo(
+            f"storage: before {human_bytes(storage['before_bytes'])}"
+            + (f", after {human_bytes(storage['after_bytes'])}" if storage.get("after_bytes") is not None else "")
+        )
+
+
+@app.command("thaw")
+def thaw_command(config_path: Path = typer.Option(..., "--config", help="run configuration (YAML)")) -> None:
+    """Undo every freeze the ledger records for the bucket (after a killed run)."""
+    config = _load(config_path)
+    from acr_gc.cloud.errors import CloudError
+    from acr_gc.ledger import Ledger
+    from acr_gc.tasks.freeze import thaw_bucket
+
+    try:
+        report = thaw_bucket(config, Ledger(config.ledger.url))
+    except CloudError as exc:
+        fail(str(exc), code=1)
+    typer.echo(f"bucket {config.target.bucket}: {report.message}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,45 @@
+"""The ``GcDriver`` port and the choice of adapter."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from acr_gc.cloud.acr import GcStatus
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from acr_gc.config import Config
+
+TERMINAL_STATES = frozenset({"SUCCESS", "FAILED", "CANCELED"})
+
+
+class GcDriver(Protocol):
+    """What the flow needs of a GC task, whoever runs it."""
+
+    name: str
+
+    def is_enabled(self) -> bool:
+        """Whether the instance may run GC at all (the one-time whitelist ticket)."""
+
+    def active_task(self) -> GcStatus | None:
+        """The instance's PENDING or RUNNING task, if any: a re-run attaches to it."""
+
+    def start(self) -> GcStatus:
+        """Start a task, or attach to the active one; never a second concurrent task."""
+
+    def status(self, task_id: str) -> GcStatus: ...
+
+    def cancel(self, task_id: str) -> GcStatus | None: ...
+
+
+def make_driver(config: "Config", planned_deletions: "pd.DataFrame | None" = None) -> GcDriver:
+    """The driver the config names. ``planned_deletions`` (namespace, repo, repo_id, tag)
+    lets the console driver measure progress from the public API."""
+    if config.gc.driver == "emulator":
+        from acr_gc.gc.emulator import EmulatorGcDriver
+
+        return EmulatorGcDriver(config)
+    from acr_gc.gc.console import ConsoleGcDriver
+
+    return ConsoleGcDriver(config, planned_deletions)

@@ -1,0 +1,52 @@
+"""The ``emulator`` driver: the emulator's model of the console GC task.
+
+Its actions (GetGarbageCollectionEnablement, CreateGarbageCollectionTask, …) are the
+emulator's own, documented in docs/emulator.md, and go through the same ACR SDK client,
+signing, rate limit and retries as the public actions.
+"""
+
+from __future__ import annotations
+
+from acr_gc.cloud.acr import GcStatus
+from acr_gc.cloud.clients import acr_client
+from acr_gc.cloud.errors import CloudError
+from acr_gc.config import Config
+
+
+class EmulatorGcDriver:
+    name = "emulator"
+
+    def __init__(self, config: Config):
+        self._acr = acr_client(config)
+
+    def is_enabled(self) -> bool:
+        return self._acr.gc_enablement()
+
+    def active_task(self) -> GcStatus | None:
+        return next((task for task in self._acr.gc_list() if task.active), None)
+
+    def start(self) -> GcStatus:
+        active = self.active_task()
+        if active is not None:
+            return active
+        try:
+            task_id = self._acr.gc_create()
+        except CloudError:
+            # Refused because one is running (a race with another run), or the outcome is
+            # unknown (the connection dropped after sending): either way, look before failing.
+            active = self.active_task()
+            if active is not None:
+                return active
+            raise
+        return self._acr.gc_get(task_id)
+
+    def status(self, task_id: str) -> GcStatus:
+        return self._acr.gc_get(task_id)
+
+    def cancel(self, task_id: str) -> GcStatus | None:
+        try:
+            return self._acr.gc_cancel(task_id)
+        except CloudError as exc:
+            if exc.code == "GC_TASK_NOT_RUNNING":  # finished meanwhile: nothing to cancel
+                return self._acr.gc_get(task_id)
+            raise

@@ -1,0 +1,102 @@
+"""Ledger tables. Times are timezone-aware UTC; bytes are integers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator):
+    """SQLite forgets time zones; store UTC and hand back aware datetimes on every engine."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("ledger times must be timezone-aware")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(128), index=True)
+    bucket: Mapped[str] = mapped_column(String(128))
+    region: Mapped[str] = mapped_column(String(64))
+    # RUNNING while the flow works; then a summary.json state (BLOCKED … COMPLETE)
+    state: Mapped[str] = mapped_column(String(16), default="RUNNING")
+    message: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    out_dir: Mapped[str] = mapped_column(Text)
+    plan_json: Mapped[str | None] = mapped_column(Text, default=None)  # the summary.json plan block
+    checks_json: Mapped[str | None] = mapped_column(Text, default=None)
+    gc_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)  # cloud clock
+    gc_finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)  # cloud clock
+    window_end: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)  # cloud clock
+    price_per_gb_month: Mapped[float] = mapped_column(default=0.0)
+    currency: Mapped[str] = mapped_column(String(8), default="CNY")
+    savings_recorded: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Freeze(Base):
+    """One Deny statement merged into a bucket policy, and how to undo it."""
+
+    __tablename__ = "freezes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)
+    bucket: Mapped[str] = mapped_column(String(128), index=True)
+    sid: Mapped[str] = mapped_column(String(128))
+    had_policy: Mapped[bool] = mapped_column(Boolean)
+    original_policy: Mapped[str | None] = mapped_column(Text, default=None)  # JSON text as read
+    # intent (recorded, maybe applied) → applied → restored | restored_partial
+    status: Mapped[str] = mapped_column(String(24), default="intent")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    restored_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class GcTask(Base):
+    __tablename__ = "gc_tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)
+    instance_id: Mapped[str] = mapped_column(String(128), index=True)
+    driver: Mapped[str] = mapped_column(String(16))
+    task_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    # intent (recorded before start) → then the driver's state
+    state: Mapped[str] = mapped_column(String(16), default="intent")
+    tags_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    objects_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_deleted: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+
+
+class Sample(Base):
+    __tablename__ = "samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)
+    bucket: Mapped[str] = mapped_column(String(128))
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime)  # the cloud's clock (response Date)
+    storage_bytes: Mapped[int] = mapped_column(BigInteger)
+    object_count: Mapped[int] = mapped_column(BigInteger)
+    phase: Mapped[str] = mapped_column(String(8))  # before | after

@@ -1,0 +1,55 @@
+"""The checks between the plan and the first change: whitelist and bucket.
+
+Each failure is a :class:`CheckFailed` whose message is one line naming the next step
+for the operator; the flow then ends BLOCKED with the cloud exactly as it was.
+"""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from acr_gc.cloud.clients import oss_client
+from acr_gc.config import Config
+from acr_gc.gc import GcDriver
+from acr_gc.rules.freeze import FreezeError, validate_principals, wildcard_warning
+from acr_gc.rules.window import BucketRule, Window, release_window
+
+
+class CheckFailed(RuntimeError):
+    """A check stopped the run before any change; the message says what to do next."""
+
+
+@task(name="check-whitelist", cache_policy=NO_CACHE)
+def check_whitelist(config: Config, driver: GcDriver) -> None:
+    if not driver.is_enabled():
+        raise CheckFailed(
+            f"GC is not enabled for instance {config.target.instance_id}: submit the one-time whitelist "
+            "ticket (console: Instances > Garbage Collection > Execute > Submit Ticket), then run again"
+        )
+
+
+@task(name="check-bucket", cache_policy=NO_CACHE)
+def check_bucket(config: Config) -> Window:
+    """The release window from the bucket's versioning and lifecycle (DESIGN section 7),
+    and freeze principals that never include the registry's own service role."""
+    try:
+        validate_principals(config.freeze.principals)
+    except FreezeError as exc:
+        raise CheckFailed(f"freeze.principals: {exc}") from None
+    warning = wildcard_warning(config.freeze.principals)
+    if warning:
+        get_run_logger().warning(warning)
+    oss = oss_client(config)
+    window = release_window(
+        oss.get_versioning(),
+        [BucketRule.from_oss(rule) for rule in oss.get_lifecycle()],
+        margin_days=config.sampling.margin_days,
+        window_days=config.sampling.window_days,
+    )
+    if window.never_released and not config.policy.accept_never_released:
+        raise CheckFailed(
+            f"bucket {config.target.bucket}: {window.reason}; add a NoncurrentVersionExpiration lifecycle "
+            "rule, or set policy.accept_never_released: true to run anyway"
+        )
+    return window
