@@ -13,6 +13,8 @@ HTTPS. Thread safety: one SDK client per thread, as in :mod:`acr_gc.cloud.acr`.
 
 from __future__ import annotations
 
+from email.utils import parsedate_to_datetime
+
 import io
 import json
 import threading
@@ -203,7 +205,7 @@ class OssClient:
     def bucket_stat(self) -> BucketStat:
         response = self._execute("GetBucketStat", "GET", "/?stat")
         stat = (response.get("body") or {}).get("BucketStat") or {}
-        taken_at = datetime.now(timezone.utc)
+        taken_at = _response_date(response) or datetime.now(timezone.utc)
         last = _int(stat.get("LastModifiedTime"))
         return BucketStat(
             storage_bytes=_int(stat.get("Storage"), 0) or 0,
@@ -342,6 +344,15 @@ class OssClient:
 
     def list_objects(self, prefix: str | None = None, max_keys: int = MAX_KEYS) -> list[ObjectInfo]:
         return [o for page in self.iter_object_pages(prefix, max_keys) for o in page]
+
+
+def _response_date(response: dict) -> datetime | None:
+    """The cloud's own time (the ``Date`` header), so samples follow the cloud's clock."""
+    headers = {str(k).lower(): v for k, v in (response.get("headers") or {}).items()}
+    try:
+        return parsedate_to_datetime(headers["date"]).astimezone(timezone.utc) if headers.get("date") else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _strip_etag(value: Any) -> str | None:

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, quote
 from xml.sax.saxutils import escape
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -677,9 +678,36 @@ def create_app(state: "EmulatorState") -> Starlette:
     """The OSS ASGI app over ``state`` (reads ``state.credentials``, ``state.storage``, ``state.now()``)."""
     oss = OssApp(state)
     methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
-    app = Starlette(routes=[Route("/{path:path}", oss.handle, methods=methods)])
+    app = Starlette(
+        routes=[Route("/{path:path}", oss.handle, methods=methods)],
+        middleware=[Middleware(EmulatedDateHeader, state=state)],
+    )
     app.state.oss = oss
     return app
+
+
+class EmulatedDateHeader:
+    """Every OSS answer carries ``Date`` on the emulated clock, as real OSS carries its own.
+
+    Clients read the cloud's time from it (storage samples, the release window), so
+    compressed emulated days are seen the same way real days would be.
+    """
+
+    def __init__(self, app, state: "EmulatorState"):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_date(message):
+            if message["type"] == "http.response.start":
+                date = format_datetime(self.state.now(), usegmt=True).encode()
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": headers + [(b"date", date)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_date)
 
 
 __all__ = ["create_app", "error_response", "crc64_ecma", "new_request_id", "OssApp"]

@@ -125,6 +125,7 @@ async def serve_async(dataset: ds.Dataset, options: ServerOptions) -> None:
             timeout_keep_alive=30,
             backlog=1024,
             server_header=False,  # the OSS app answers with its own Server header
+            date_header=False,  # and with Date on the emulated clock
         )
         servers.append(_Server(config))
     loop = asyncio.get_running_loop()
