@@ -96,6 +96,7 @@ class _Journal:
             finished_at=datetime.now(timezone.utc),
             plan_json=self.summary.plan.model_dump_json() if self.summary.plan else None,
             checks_json=self.summary.checks.model_dump_json(),
+            gc_json=self.summary.gc.model_dump_json(),
         )
 
 
@@ -145,6 +146,9 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
             result = plan_instance_steps(config)
             files.write_plan_csv(result.verdicts, journal.folder)
             summary.plan = PlanSummary(**result.summary)
+            journal.update_run(
+                namespaces_json=result.per_namespace().to_json(orient="records"), charts=result.charts
+            )
             if not result.gate.passed:
                 blocking = result.gate.blocking
                 listed = ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in blocking.head(10).itertuples())

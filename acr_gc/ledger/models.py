@@ -47,6 +47,10 @@ class Run(Base):
     out_dir: Mapped[str] = mapped_column(Text)
     plan_json: Mapped[str | None] = mapped_column(Text, default=None)  # the summary.json plan block
     checks_json: Mapped[str | None] = mapped_column(Text, default=None)
+    gc_json: Mapped[str | None] = mapped_column(Text, default=None)  # the summary.json gc block
+    # per namespace: tags, expired, unregenerable, expected_bytes (records JSON)
+    namespaces_json: Mapped[str | None] = mapped_column(Text, default=None)
+    charts: Mapped[int] = mapped_column(Integer, default=0)  # chart repositories: never reclaimed
     gc_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)  # cloud clock
     gc_finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)  # cloud clock
     window_end: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)  # cloud clock
