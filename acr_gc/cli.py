@@ -203,6 +203,27 @@ def thaw_command(config_path: Path = typer.Option(..., "--config", help="run con
     typer.echo(f"bucket {config.target.bucket}: {report.message}")
 
 
+@app.command("demo")
+def demo_command(
+    out: Path = typer.Option(Path("reports/demo"), "--out", help="report folder root"),
+) -> None:
+    """The whole pipeline on the bundled emulator: plan, freeze, GC, thaw, sampling, report."""
+    from acr_gc.demo import run_demo
+    from acr_gc.reports.files import new_run_id
+
+    run_id = new_run_id()
+    config, state = run_demo(out, run_id)
+    folder = Path(config.report.out_dir) / config.target.instance_id / run_id
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        fail(f"demo run ended {state.type.value} without a summary: {state.message}", code=1)
+    _print_run_lines(summary, state.message)
+    typer.echo(str(folder))
+    if summary["state"] not in ("GC_DONE", "COMPLETE"):
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -40,7 +40,7 @@ from acr_gc.tasks.freeze import freeze_bucket, outstanding_freezes, thaw_bucket
 from acr_gc.tasks.gc_run import start_gc, watch_gc
 from acr_gc.tasks.planning import list_repositories, list_tags, plan_instance_steps
 from acr_gc.tasks.preflight import BadInput, preflight
-from acr_gc.tasks.sampling import sample_bucket
+from acr_gc.tasks.sampling import sample_bucket, sample_until
 
 log = logging.getLogger(__name__)
 
@@ -193,12 +193,12 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         verification = verify_deletions(result.verdicts, expired, after_tags)
         summary.checks.unexpected_deletions = len(verification.unexpected)
         summary.checks.missed_deletions = len(verification.missed)
-        after = sample_bucket(config, ledger, run_id, "after")
-        summary.storage.samples = 2
-        summary.storage.after_bytes = after.storage_bytes
         end = window_end(finished_at, window)
         summary.storage.window_end = end.strftime("%Y-%m-%dT%H:%M:%SZ") if end else None
         journal.update_run(window_end=end)
+        after = sample_bucket(config, ledger, run_id, "after")
+        summary.storage.samples = 2
+        summary.storage.after_bytes = after.storage_bytes
 
         if len(verification.unexpected):
             listed = ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in verification.unexpected.itertuples())
@@ -217,6 +217,15 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
             state, message = "GC_DONE", None
             if len(verification.missed):
                 logger.warning("%d planned tag(s) are still present after GC", len(verification.missed))
+        if state == "GC_DONE" and config.sampling.mode == "inline":
+            logger.info("sampling inline until the release window closes at %s", summary.storage.window_end)
+            samples = sample_until(config, ledger, run_id, end)
+            summary.storage.samples += len(samples)
+            summary.storage.after_bytes = samples[-1].storage_bytes
+            if frozen:  # freeze.hold_until: window_end
+                thaw_bucket(config, ledger)
+                frozen = False
+                summary.checks.freeze_restored = not outstanding_freezes(ledger, config.target.bucket)
         journal.finish(state, message)
         data = summary.model_dump(mode="json")
         if state == "GC_DONE":

@@ -1,0 +1,60 @@
+"""``sample_storage``: the daily sampler of scheduled mode (DESIGN section 7).
+
+The monthly run ends after GC (state GC_DONE); this flow, run daily, takes one storage
+sample for every open window of the configured bucket, re-renders each report, and
+finalizes a report (COMPLETE, one savings.csv row) when its window has closed. Running
+it more often than daily, or twice, is harmless.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from sqlalchemy import select
+
+from acr_gc.config import Config
+from acr_gc.ledger import Ledger, Run
+from acr_gc.tasks.freeze import thaw_bucket
+from acr_gc.tasks.sampling import sample_bucket
+
+
+def open_windows(ledger: Ledger, config: Config) -> list[Run]:
+    """Runs of this instance whose GC is done and whose report is not final yet."""
+    with ledger.session() as session:
+        return list(
+            session.scalars(
+                select(Run)
+                .where(Run.instance_id == config.target.instance_id, Run.state == "GC_DONE")
+                .order_by(Run.started_at)
+            )
+        )
+
+
+def close_or_update(config: Config, ledger: Ledger, run_id: str) -> Path:
+    """Re-render the run's report from the ledger; thaw if the freeze was held to the end."""
+    from acr_gc.reports.build import build_report, finalize_savings
+
+    folder = build_report(ledger, run_id)
+    with ledger.session() as session:
+        complete = session.get(Run, run_id).state == "COMPLETE"
+    if complete:
+        finalize_savings(ledger, run_id)
+        if config.freeze.hold_until == "window_end":
+            thaw_bucket(config, ledger)
+    return folder
+
+
+@flow(name="sample-storage")
+def sample_storage(config: Config) -> list[str]:
+    logger = get_run_logger()
+    ledger = Ledger(config.ledger.url)
+    folders: list[str] = []
+    for run in open_windows(ledger, config):
+        sample = sample_bucket(config, ledger, run.run_id, "after")
+        folder = close_or_update(config, ledger, run.run_id)
+        logger.info("run %s: %d bytes at %s", run.run_id, sample.storage_bytes, sample.taken_at.isoformat())
+        folders.append(str(folder))
+    if not folders:
+        logger.info("no open window for instance %s", config.target.instance_id)
+    return folders
