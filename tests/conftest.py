@@ -12,6 +12,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
+# Prefect must never touch the developer's ~/.prefect nor phone home from a test run;
+# set before any test module imports prefect (a test may still point it elsewhere).
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="acr-gc-prefect-home-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
 import json
 from pathlib import Path
 from typing import Callable
