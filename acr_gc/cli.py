@@ -203,6 +203,21 @@ def thaw_command(config_path: Path = typer.Option(..., "--config", help="run con
     typer.echo(f"bucket {config.target.bucket}: {report.message}")
 
 
+@app.command("sample")
+def sample_command(config_path: Path = typer.Option(..., "--config", help="run configuration (YAML)")) -> None:
+    """One sampling pass over every open release window of the instance (scheduled mode)."""
+    config = _load(config_path)
+    _preflight_or_exit(config)
+    from acr_gc.flows.sample import sample_storage
+
+    folders = sample_storage(config)
+    if not folders:
+        typer.echo(f"no open release window for instance {config.target.instance_id}")
+        return
+    for folder in folders:
+        typer.echo(folder)
+
+
 @app.command("demo")
 def demo_command(
     out: Path = typer.Option(Path("reports/demo"), "--out", help="report folder root"),
