@@ -47,10 +47,12 @@ class CallStats:
     throttled_retries: int = 0  # retries caused by throttling
     failures: int = 0  # calls that raised in the end
     by_kind: dict[str, int] = field(default_factory=dict)  # retried failure kinds
+    by_action: dict[str, int] = field(default_factory=dict)  # logical calls per "SERVICE:Action"
+    by_scope: dict[str, int] = field(default_factory=dict)  # logical calls per instance or bucket
 
     def copy(self) -> CallStats:
         return CallStats(self.calls, self.attempts, self.retries, self.throttled_retries, self.failures,
-                         dict(self.by_kind))
+                         dict(self.by_kind), dict(self.by_action), dict(self.by_scope))
 
 
 _stats = CallStats()
@@ -78,6 +80,17 @@ def _bump(**deltas: int) -> None:
 def _bump_kind(kind: str) -> None:
     with _stats_lock:
         _stats.by_kind[kind] = _stats.by_kind.get(kind, 0) + 1
+
+
+def _bump_call(service: str, action: str, resource: str) -> None:
+    """One logical call, counted in total, per action and per scope (the resource's first
+    segment: the instance id for ACR, the bucket for OSS)."""
+    action_key = f"{service}:{action}"
+    scope = resource.split("/", 1)[0].split(":", 1)[0]
+    with _stats_lock:
+        _stats.calls += 1
+        _stats.by_action[action_key] = _stats.by_action.get(action_key, 0) + 1
+        _stats.by_scope[scope] = _stats.by_scope.get(scope, 0) + 1
 
 
 # --------------------------------------------------------------------------- rate limiter
@@ -176,7 +189,7 @@ def call(
     ``resource`` names what the call is about (``cri-demo/ns/repo``, ``bucket/key``), for
     the error message. ``fn`` is called once per attempt and must build its own request.
     """
-    _bump(calls=1)
+    _bump_call(service, action, resource)
     attempts = 0
 
     def attempt() -> T:
