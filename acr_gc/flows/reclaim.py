@@ -6,8 +6,6 @@ freeze is undone on every path out (``finally``, the failure/cancellation/crash 
 and ``acr-gc thaw`` for a process that was killed).
 """
 
-from __future__ import annotations
-
 import json
 import logging
 from datetime import datetime, timezone
