@@ -204,7 +204,8 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
             raise UnexpectedDeletions(
                 f"GC deleted {len(verification.unexpected)} tag(s) outside the verified plan: {listed}"
             )
-        if outcome.cancelled_by_flow or outcome.status.state == "CANCELED":
+        # A task cancelled because it passed gc.timeout is a failed run, not a cancelled one.
+        if not outcome.timed_out and (outcome.cancelled_by_flow or outcome.status.state == "CANCELED"):
             state, message = "CANCELED", f"GC task {outcome.status.task_id} was cancelled; " \
                 f"{summary.gc.tags_deleted} planned tag(s) deleted, {len(verification.missed)} left"
         elif outcome.status.state != "SUCCESS" or outcome.timed_out:
