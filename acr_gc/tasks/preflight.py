@@ -46,6 +46,11 @@ def preflight(config: Config) -> None:
     except CloudError as exc:
         if exc.code in ("AccessDenied",):
             raise BadInput(f"no access to bucket {target.bucket}: {exc.code}") from None
+        if exc.http_status == 400:  # e.g. InvalidArgument: the signing region is not the bucket's
+            raise BadInput(
+                f"bucket {target.bucket} refused the request ({exc.code}): check target.region "
+                f"({target.region}) and target.oss_endpoint"
+            ) from None
         raise
     try:
         rules.parse_rules(inv.fetch_rules(acr))
