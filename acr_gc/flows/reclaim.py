@@ -35,6 +35,7 @@ from acr_gc.rules.window import window_end
 from acr_gc.tasks import inventory as inv
 from acr_gc.tasks.checks import CheckFailed, check_bucket, check_whitelist
 from acr_gc.tasks.freeze import freeze_bucket, outstanding_freezes, thaw_bucket
+from acr_gc.tasks.gc_run import _record as record_gc_status
 from acr_gc.tasks.gc_run import start_gc, watch_gc
 from acr_gc.tasks.planning import list_repositories, list_tags, plan_instance_steps
 from acr_gc.tasks.preflight import BadInput, preflight
@@ -137,6 +138,7 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
     frozen = False
     driver = None
     running_task: str | None = None  # a GC task this run started and has not seen end
+    row_id: int | None = None  # its ledger row
     try:
         # ---- checks: nothing changes in the cloud before all of them pass ----------------
         try:
@@ -237,11 +239,29 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         if running_task is not None and driver is not None:
             try:
                 status = driver.cancel(running_task)
-                summary.gc.state = status.state if status else summary.gc.state
+                if status is not None and row_id is not None:
+                    summary.gc.state, summary.gc.tags_deleted = status.state, status.tags_deleted
+                    record_gc_status(ledger, row_id, status)
             except Exception as cancel_error:
                 logger.error("could not cancel GC task %s: %s", running_task, cancel_error)
         cancelled = not isinstance(exc, Exception)
-        journal.finish("CANCELED" if cancelled else "FAILED", _one_line(exc))
+        if cancelled and summary.gc is not None and summary.gc.task_id and summary.checks.unexpected_deletions is None:
+            # Prefect's SIGTERM usually lands before the watch loop sees CANCELLING: the
+            # partial deletions still get checked against the plan and reported.
+            try:
+                verification = verify_deletions(result.verdicts, expired, _tags_now(config))
+                summary.checks.unexpected_deletions = len(verification.unexpected)
+                summary.checks.missed_deletions = len(verification.missed)
+                if len(verification.unexpected):
+                    logger.error("GC deleted %d tag(s) outside the verified plan: %s", len(verification.unexpected),
+                                 ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in verification.unexpected.itertuples()))
+            except Exception as verify_error:
+                logger.error("could not verify the partial deletions: %s", verify_error)
+        message = _one_line(exc)
+        if cancelled and summary.gc is not None and summary.gc.task_id:
+            message = (f"cancelled ({message}): GC task {summary.gc.task_id} {summary.gc.state}, "
+                       f"{summary.gc.tags_deleted} planned tag(s) deleted")
+        journal.finish("CANCELED" if cancelled else "FAILED", message)
         raise
     finally:
         if frozen and config.freeze.hold_until == "gc_complete":
