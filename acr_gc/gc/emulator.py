@@ -13,6 +13,9 @@ from acr_gc.cloud.errors import CloudError
 from acr_gc.config import Config
 
 
+CREATE_ATTEMPTS = 3  # CreateGarbageCollectionTask after an ambiguous failure that started nothing
+
+
 class EmulatorGcDriver:
     name = "emulator"
 
@@ -29,16 +32,22 @@ class EmulatorGcDriver:
         active = self.active_task()
         if active is not None:
             return active
-        try:
-            task_id = self._acr.gc_create()
-        except CloudError:
-            # Refused because one is running (a race with another run), or the outcome is
-            # unknown (the connection dropped after sending): either way, look before failing.
-            active = self.active_task()
-            if active is not None:
-                return active
-            raise
-        return self._acr.gc_get(task_id)
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                task_id = self._acr.gc_create()
+            except CloudError as exc:
+                # Refused because one is running (a race with another run), or the outcome is
+                # unknown (the connection dropped after sending): either way, look before failing.
+                active = self.active_task()
+                if active is not None:
+                    return active
+                # None is active, so the ambiguous create started nothing: asking again
+                # cannot start a second task.
+                if not exc.retryable or attempt == CREATE_ATTEMPTS:
+                    raise
+                continue
+            return self._acr.gc_get(task_id)
+        raise AssertionError("unreachable")
 
     def status(self, task_id: str) -> GcStatus:
         return self._acr.gc_get(task_id)
