@@ -218,6 +218,46 @@ def sample_command(config_path: Path = typer.Option(..., "--config", help="run c
         typer.echo(folder)
 
 
+@app.command("report")
+def report_command(
+    config_path: Path = typer.Option(..., "--config", help="run configuration (YAML)"),
+    run: Optional[str] = typer.Option(None, "--run", help="run id (default: the latest finished run of the instance)"),
+) -> None:
+    """Re-render a run's report from the ledger (summary.json, samples.csv, storage.png,
+    report.md, report.html), and add its savings.csv row if its window has closed."""
+    config = _load(config_path)
+    from acr_gc.ledger import Ledger, Run
+    from acr_gc.reports.build import ReportError, build_report, finalize_savings, latest_run_id
+    from acr_gc.reports.render import gib, money, pct
+
+    ledger = Ledger(config.ledger.url)
+    instance = config.target.instance_id
+    run_id = run or latest_run_id(ledger, instance)
+    if run_id is None:
+        fail(f"no finished run of instance {instance} in the ledger {config.ledger.url}")
+    with ledger.session() as session:
+        row = session.get(Run, run_id)
+        owner = row.instance_id if row is not None else None
+    if owner is None:
+        fail(f"no run {run_id!r} in the ledger {config.ledger.url}")
+    if owner != instance:
+        fail(f"run {run_id} belongs to instance {owner}, not to the configured {instance}")
+    try:
+        folder = build_report(ledger, run_id)
+        finalize_savings(ledger, run_id)
+    except ReportError as exc:
+        fail(f"run {run_id}: {exc}")
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    storage, cost = summary["storage"], summary["cost"]
+    typer.echo(f"state: {summary['state']}" + ("" if storage["window_complete"] else " (window not complete: provisional)"))
+    if storage["reclaimed_bytes"] is not None:
+        typer.echo(
+            f"reclaimed: {gib(storage['reclaimed_bytes'])} ({pct(storage['reclaimed_pct'])}), "
+            f"saving {money(cost['saving_per_month'], cost['currency'])} per month"
+        )
+    typer.echo(str(folder))
+
+
 @app.command("demo")
 def demo_command(
     out: Path = typer.Option(Path("reports/demo"), "--out", help="report folder root"),

@@ -1,0 +1,183 @@
+"""Building a run's report from the ledger (DESIGN section 8), and the savings.csv roll-up.
+
+Typical use, when a run's samples change (end of the monthly flow, each sampler pass,
+``acr-gc report``)::
+
+    folder = build_report(ledger, run_id)     # files + Prefect artifacts inside a run
+    finalize_savings(ledger, run_id)          # one savings.csv row once the window closed
+
+``build_report`` reads the Run row and its samples, computes the figures with
+:func:`acr_gc.rules.figures.storage_figures`, and writes ``summary.json`` (plan, gc and
+checks blocks from the ledger's JSON columns; storage and cost blocks from the figures),
+``samples.csv``, ``storage.png``, ``report.md`` and ``report.html``. A GC_DONE run whose
+window is complete becomes COMPLETE, in summary.json and in the ledger.
+
+Exactly once in savings.csv. ``finalize_savings`` reads the run (``SELECT … FOR UPDATE``
+where the database has it), returns at once when ``Run.savings_recorded`` is set, else
+appends the row and sets the flag in the same transaction, committed after the append.
+The crash window — the row appended, the process killed before the commit — is closed
+by :func:`acr_gc.reports.render.append_savings_row`, which does not add a row whose
+run_id is already in the file (under a file lock, so two samplers racing on SQLite,
+which has no row locks, cannot both add it). What remains: if someone deletes or moves
+savings.csv between such a crash and the next pass, the row is written again into the
+new file, once.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from acr_gc.ledger import Ledger, Run, Sample
+from acr_gc.reports import files
+from acr_gc.reports.render import NAMESPACE_COLUMNS, ReportInput, append_savings_row, write_report
+from acr_gc.reports.summary import ChecksSummary, CostSummary, GcSummary, PlanSummary, StorageSummary, Summary
+from acr_gc.rules.figures import (
+    SAMPLE_COLUMNS,
+    StorageFigures,
+    savings_row,
+    storage_figures,
+    summary_cost_block,
+    summary_storage_block,
+)
+
+REPORTABLE_STATES = {"PLANNED", "BLOCKED", "FAILED", "CANCELED", "GC_DONE", "COMPLETE"}
+SAVINGS_STATES = {"GC_DONE", "COMPLETE"}  # runs whose GC finished: the ones with a saving
+
+
+class ReportError(ValueError):
+    """The run cannot be reported (unknown id, still running); one line, for exit 2."""
+
+
+def load_samples(session: Session, run_id: str) -> pd.DataFrame:
+    """The run's samples (taken_at, storage_bytes, object_count, phase) by time."""
+    rows = session.execute(
+        select(Sample.taken_at, Sample.storage_bytes, Sample.object_count, Sample.phase)
+        .where(Sample.run_id == run_id)
+        .order_by(Sample.taken_at, Sample.id)
+    ).all()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=SAMPLE_COLUMNS)
+    if len(frame):
+        frame["taken_at"] = pd.to_datetime(frame["taken_at"], utc=True)
+    return frame
+
+
+def _get_run(session: Session, run_id: str, lock: bool = False) -> Run:
+    query = select(Run).where(Run.run_id == run_id)
+    run = session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
+    if run is None:
+        raise ReportError(f"no run {run_id!r} in the ledger")
+    return run
+
+
+def _figures(run: Run, samples: pd.DataFrame, now: datetime | None) -> StorageFigures:
+    return storage_figures(
+        samples,
+        gc_started_at=run.gc_started_at,
+        gc_finished_at=run.gc_finished_at,
+        window_end=run.window_end,
+        now=now,
+        price_per_gb_month=run.price_per_gb_month,
+        currency=run.currency,
+        plan=json.loads(run.plan_json) if run.plan_json else None,
+        charts=run.charts or 0,
+    )
+
+
+def _namespaces(run: Run) -> pd.DataFrame:
+    records = json.loads(run.namespaces_json) if run.namespaces_json else []
+    return pd.DataFrame(records).reindex(columns=NAMESPACE_COLUMNS)
+
+
+def summary_of(run: Run, figures: StorageFigures, state: str) -> Summary:
+    """summary.json for the run: ledger blocks as recorded, storage and cost from figures."""
+    return Summary(
+        run_id=run.run_id,
+        instance_id=run.instance_id,
+        bucket=run.bucket,
+        state=state,
+        plan=PlanSummary.model_validate_json(run.plan_json) if run.plan_json else None,
+        gc=GcSummary.model_validate_json(run.gc_json) if run.gc_json else GcSummary(),
+        checks=ChecksSummary.model_validate_json(run.checks_json) if run.checks_json else ChecksSummary(),
+        storage=StorageSummary(**summary_storage_block(figures)),
+        cost=CostSummary(**summary_cost_block(figures)),
+    )
+
+
+def report_state(run_state: str, figures: StorageFigures) -> str:
+    """The run's state, but a GC_DONE run whose window is complete is COMPLETE."""
+    if run_state not in REPORTABLE_STATES:
+        raise ReportError(f"run is {run_state}: it has not finished (report it once it has, or pick another with --run)")
+    return "COMPLETE" if run_state == "GC_DONE" and figures.window_complete else run_state
+
+
+def build_report(ledger: Ledger, run_id: str, now: datetime | None = None, *, publish: bool | None = None) -> Path:
+    """Write every report file of the run from the ledger; returns the run folder.
+
+    ``now`` is the cloud's clock (None: the latest sample's time, see
+    :mod:`acr_gc.rules.figures`). ``publish``: create the Prefect artifacts (None: when
+    called inside a flow or task run).
+    """
+    with ledger.session() as session:
+        run = _get_run(session, run_id)
+        samples = load_samples(session, run_id)
+    figures = _figures(run, samples, now)
+    state = report_state(run.state, figures)
+    folder = files.run_dir(run.out_dir, run.instance_id, run.run_id)
+    report = ReportInput(
+        run_id=run.run_id,
+        instance_id=run.instance_id,
+        bucket=run.bucket,
+        region=run.region,
+        state=state,
+        message=run.message,
+        figures=figures,
+        samples=samples,
+        plan=json.loads(run.plan_json) if run.plan_json else None,
+        gc=json.loads(run.gc_json) if run.gc_json else {},
+        checks=json.loads(run.checks_json) if run.checks_json else {},
+        namespaces=_namespaces(run),
+    )
+    written = write_report(folder, report)
+    files.write_summary(summary_of(run, figures, state), folder)
+    if state != run.state:
+        with ledger.session() as session:
+            row = _get_run(session, run_id, lock=True)
+            if row.state == run.state:  # nobody moved it meanwhile
+                row.state = state
+    from acr_gc.reports.artifacts import in_prefect_run, publish_artifacts
+
+    if publish or (publish is None and in_prefect_run()):
+        publish_artifacts(report, folder, written.chart_png.read_bytes())
+    return folder
+
+
+def finalize_savings(ledger: Ledger, run_id: str, now: datetime | None = None) -> bool:
+    """Add the run's savings.csv row once its window is complete; True when this call
+    recorded it. Safe to call on every sampler pass (see the module docstring)."""
+    with ledger.session() as session:
+        run = _get_run(session, run_id, lock=True)
+        if run.savings_recorded or run.state not in SAVINGS_STATES:
+            return False
+        figures = _figures(run, load_samples(session, run_id), now)
+        if not figures.window_complete or figures.reclaimed_bytes is None:
+            return False
+        append_savings_row(run.out_dir, savings_row(figures, instance_id=run.instance_id, run_id=run.run_id))
+        run.savings_recorded = True  # committed when the session closes, after the append
+    return True
+
+
+def latest_run_id(ledger: Ledger, instance_id: str) -> str | None:
+    """The most recently started run of the instance that has finished (not RUNNING)."""
+    with ledger.session() as session:
+        return session.execute(
+            select(Run.run_id)
+            .where(Run.instance_id == instance_id, Run.state != "RUNNING")
+            .order_by(Run.started_at.desc(), Run.run_id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
