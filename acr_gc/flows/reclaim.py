@@ -228,9 +228,10 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
                 frozen = False
                 summary.checks.freeze_restored = not outstanding_freezes(ledger, config.target.bucket)
         journal.finish(state, message)
-        data = summary.model_dump(mode="json")
-        if state == "GC_DONE":
-            return Completed(message="GC done", data=data)
+        _report(ledger, run_id, journal)
+        data = json.loads((journal.folder / "summary.json").read_text(encoding="utf-8"))
+        if data["state"] in ("GC_DONE", "COMPLETE"):
+            return Completed(message=data["state"], data=data)
         if state == "CANCELED":
             return Cancelled(message=message, data=data)
         return Failed(message=message, data=data)
@@ -261,16 +262,40 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         if cancelled and summary.gc is not None and summary.gc.task_id:
             message = (f"cancelled ({message}): GC task {summary.gc.task_id} {summary.gc.state}, "
                        f"{summary.gc.tags_deleted} planned tag(s) deleted")
+        if frozen and config.freeze.hold_until == "gc_complete":
+            frozen = not _thaw_now(config, ledger, summary, logger)
         journal.finish("CANCELED" if cancelled else "FAILED", message)
+        if summary.gc is not None and summary.gc.task_id:
+            try:  # GC ran: the partial result is still reported
+                _report(ledger, run_id, journal)
+            except Exception as report_error:
+                logger.error("could not render the report: %s", report_error)
         raise
     finally:
         if frozen and config.freeze.hold_until == "gc_complete":
-            try:
-                thaw_bucket(config, ledger)
-                summary.checks.freeze_restored = not outstanding_freezes(ledger, config.target.bucket)
+            if _thaw_now(config, ledger, summary, logger):
                 files.write_summary(summary, journal.folder)
-            except CloudError as exc:
-                logger.error("thaw failed (%s): run `acr-gc thaw --config …` once the API answers", exc)
+
+
+def _thaw_now(config: Config, ledger: Ledger, summary: Summary, logger) -> bool:
+    """Thaw, record whether every freeze is undone; False when the API did not answer."""
+    try:
+        thaw_bucket(config, ledger)
+    except CloudError as exc:
+        logger.error("thaw failed (%s): run `acr-gc thaw --config …` once the API answers", exc)
+        return False
+    summary.checks.freeze_restored = not outstanding_freezes(ledger, config.target.bucket)
+    return True
+
+
+def _report(ledger: Ledger, run_id: str, journal: _Journal) -> None:
+    """The report files and artifacts from the ledger; a complete window adds the savings row."""
+    from acr_gc.reports.build import build_report, finalize_savings
+
+    build_report(ledger, run_id)
+    finalize_savings(ledger, run_id)
+    with ledger.session() as session:
+        journal.summary.state = session.get(Run, run_id).state
 
 
 def _one_line(exc: BaseException) -> str:
