@@ -167,25 +167,43 @@ def run_command(
 
 
 def _print_run_lines(summary: dict, message: str | None) -> None:
+    """Three lines: what happened, what storage did, what it saves."""
     from acr_gc.reports.console import human_bytes
 
     plan = summary.get("plan") or {}
     gc = summary.get("gc") or {}
     storage = summary.get("storage") or {}
-    typer.echo(f"state: {summary['state']}" + (f" ({message})" if message and summary["state"] != "GC_DONE" else ""))
-    if plan:
-        typer.echo(
-            f"plan: {plan['tags_expired']} of {plan['tags_total']} tags expired, "
-            f"expected {human_bytes(plan['bytes_expected'])}"
-            + (" (upper bound)" if plan.get("bytes_expected_is_upper_bound") else "")
-        )
+    cost = summary.get("cost") or {}
+    state = summary["state"]
+    first = f"state: {state}"
     if gc.get("task_id"):
-        typer.echo(f"gc: task {gc['task_id']} {gc.get('state')}, {gc.get('tags_deleted')} tags deleted")
-    if storage.get("before_bytes") is not None:
+        first += f"; GC task {gc['task_id']} {gc.get('state')}, {gc.get('tags_deleted')} tags deleted"
+    if plan:
+        first += f" of {plan['tags_expired']} planned ({plan['tags_total']} tags in all)"
+    if message and state not in ("GC_DONE", "COMPLETE"):
+        first += f" — {message}"
+    typer.echo(first)
+    if storage.get("before_bytes") is None:
+        typer.echo("storage: not sampled (nothing changed)")
+        typer.echo("saving: none")
+        return
+    line = f"storage: before {human_bytes(storage['before_bytes'])}"
+    if storage.get("after_bytes") is not None:
+        line += f", after {human_bytes(storage['after_bytes'])}"
+    if storage.get("reclaimed_bytes") is not None:
+        line += f", reclaimed {human_bytes(storage['reclaimed_bytes'])} ({storage.get('reclaimed_pct')}%)"
+    if plan:
+        bound = "at most " if plan.get("bytes_expected_is_upper_bound") else ""
+        line += f"; expected {bound}{human_bytes(plan['bytes_expected'])}"
+    typer.echo(line)
+    if cost.get("saving_per_month") is not None:
+        final = "" if storage.get("window_complete") else " (provisional: release window still open)"
         typer.echo(
-            f"storage: before {human_bytes(storage['before_bytes'])}"
-            + (f", after {human_bytes(storage['after_bytes'])}" if storage.get("after_bytes") is not None else "")
+            f"saving: {cost['saving_per_month']} {cost['currency']} per month at "
+            f"{cost['price_per_gb_month']} {cost['currency']}/GiB-month{final}"
         )
+    else:
+        typer.echo(f"saving: not measured yet (release window ends {storage.get('window_end')})")
 
 
 @app.command("thaw")
