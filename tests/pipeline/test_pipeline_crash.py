@@ -1,0 +1,225 @@
+"""Crash safety of `acr-gc run` (issue 4): the run process is SIGKILLed while GC runs.
+
+Real parts only: the emulator as a subprocess (GC slowed to GC_RATE tags/s so a run can
+be killed part-way), `acr-gc run` / `acr-gc thaw` as subprocesses in their own process
+groups (real SDKs, credential chain from env vars), one real Prefect server for the
+module. SIGKILL leaves no chance to any hook, `except` or `finally`: whatever is undone
+afterwards is undone from the ledger alone.
+
+The dataset (tests/pipeline/crash_support.py, worked out by hand there): 40 expired
+tags (apps/api a00-a19, apps/web b00-b19), retained apps/api {a20, a21, a22, v2},
+apps/web {b20, b21, b22, v1}, keep/tools {t1, t2}. The bucket's policy has one other
+statement (AllowCiRead), or none in the no-policy variant.
+
+A background recorder samples the emulator's truth every 0.25 s for the whole test: the
+set of GC task ids ever seen and the sequence of distinct bucket policies.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import crash_support as cs  # noqa: E402
+
+from acr_gc.emulator.process import EmulatorProcess  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+GC_RATE = 1.25  # tags per second: the 40 expired tags take 32 s, room to kill, thaw and re-run
+
+
+@pytest.fixture(scope="module")
+def prefect_server():
+    server = cs.PrefectServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def children(tmp_path):
+    started = cs.Children(tmp_path)
+    yield started
+    started.stop_all()
+
+
+def _emulator(policy):
+    return EmulatorProcess(cs.dataset(policy), gc_tags_per_second=GC_RATE)
+
+
+def _same_json(a, b) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _frozen_form(policy: dict | None, sid: str) -> dict:
+    """What a freeze of ``sid`` over ``policy`` looks like: the original statements untouched
+    and in order, then exactly one Deny statement named ``sid``."""
+    assert policy is not None
+    statements = policy["Statement"]
+    assert cs.freeze_sids(policy) == [sid], policy
+    ours = statements[-1]
+    assert ours["Sid"] == sid and ours["Effect"] == "Deny", ours
+    assert f"acs:oss:*:*:{cs.BUCKET}/*" in ours["Resource"], ours
+    return {**policy, "Statement": statements[:-1]}  # what is left without our statement
+
+
+def _start_run(children, config, env) -> cs.Child:
+    return children.start("run", cs.acr_gc_args("run", "--config", str(config)), env)
+
+
+def _kill_during_gc(emu, run: cs.Child) -> dict:
+    """Wait for GC RUNNING under a freeze, SIGKILL the run's whole process group, and
+    return the truth right after: the GC task still running, the freeze still on."""
+    cs.wait_for("the GC task RUNNING and the freeze statement on the bucket",
+                cs.gc_running_and_frozen(emu), 90, emu, run)
+    run.kill_group(signal.SIGKILL)
+    rc = run.wait(15)
+    assert rc == -signal.SIGKILL, f"run exited {rc} before the kill\n{cs.diagnostics(emu, run)}"
+    truth = emu.truth()
+    tasks = cs.gc_tasks(truth)
+    assert [t["state"] for t in tasks] == ["RUNNING"], f"after SIGKILL the GC task should run on: {tasks}"
+    assert tasks[0]["tags_deleted"] < len(cs.EXPIRED), tasks
+    assert len(cs.freeze_sids(cs.bucket_policy(truth))) == 1, "the killed run's freeze must still be on"
+    return truth
+
+
+def _thaw(children, config, env, emu) -> cs.Child:
+    thaw = children.start("thaw", cs.acr_gc_args("thaw", "--config", str(config)), env)
+    try:
+        rc = thaw.wait(90)
+    except Exception:
+        raise AssertionError(f"acr-gc thaw did not end within 90 s\n{cs.diagnostics(emu, thaw)}") from None
+    assert rc == 0, f"acr-gc thaw exited {rc}\n{cs.diagnostics(emu, thaw)}"
+    return thaw
+
+
+def _finish(run: cs.Child, emu, timeout: float = 150) -> int:
+    try:
+        return run.wait(timeout)
+    except Exception:
+        raise AssertionError(f"acr-gc run did not end within {timeout} s\n{cs.diagnostics(emu, run)}") from None
+
+
+def _assert_gc_complete_and_retained(truth: dict, task_id: str) -> None:
+    tasks = cs.gc_tasks(truth)
+    assert [(t["task_id"], t["state"]) for t in tasks] == [(task_id, "SUCCESS")], tasks
+    assert tasks[0]["tags_deleted"] == len(cs.EXPIRED), tasks
+    assert truth["instances"][cs.INSTANCE]["tags"] == cs.RETAINED
+
+
+def test_killed_run_then_thaw_restores_policy_and_a_new_run_attaches(prefect_server, children, tmp_path):
+    with _emulator(cs.ORIGINAL_POLICY) as emu:
+        config = cs.write_config(tmp_path / "config.yaml", emu, tmp_path)
+        env = cs.base_env(prefect_server.home, prefect_server.api_url)
+        with cs.TruthRecorder(emu) as seen:
+            first = _start_run(children, config, env)
+            killed = _kill_during_gc(emu, first)
+            task_id = cs.gc_tasks(killed)[0]["task_id"]
+            first_sid = cs.freeze_sids(cs.bucket_policy(killed))[0]
+            assert _same_json(_frozen_form(cs.bucket_policy(killed), first_sid), cs.ORIGINAL_POLICY)
+
+            thaw = _thaw(children, config, env, emu)
+            assert "1 freeze(s) undone" in thaw.output(), thaw.output()
+            truth = emu.truth()
+            assert _same_json(cs.bucket_policy(truth), cs.ORIGINAL_POLICY), cs.bucket_policy(truth)
+            assert cs.gc_tasks(truth)[0]["state"] == "RUNNING", "thaw must not touch the GC task"
+            assert [status for _, _, status in cs.ledger_freezes(tmp_path)] == ["restored"]
+
+            second = _start_run(children, config, env)
+            rc = _finish(second, emu)
+        out = second.output()
+        assert rc == 0, f"the second run exited {rc}\n{cs.diagnostics(emu, second)}"
+        assert "state: GC_DONE" in out, out
+
+        truth = emu.truth()
+        assert not seen.errors, seen.errors
+        assert seen.task_ids == {task_id}, (
+            f"GC tasks seen over the test: {seen.task_ids} (one expected; a second one also appears when the "
+            f"machine was so slow that GC ended before the second run started)\n{cs.diagnostics(emu, second)}")
+        _assert_gc_complete_and_retained(truth, task_id)
+        assert _same_json(cs.bucket_policy(truth), cs.ORIGINAL_POLICY), cs.bucket_policy(truth)
+
+        summary = cs.read_summary(tmp_path, out)
+        assert summary["state"] == "GC_DONE"
+        assert summary["gc"]["task_id"] == task_id and summary["gc"]["state"] == "SUCCESS", summary["gc"]
+        assert summary["checks"]["unexpected_deletions"] == 0, summary["checks"]
+        assert summary["checks"]["missed_deletions"] == 0, summary["checks"]
+        assert summary["checks"]["freeze_restored"] is True, summary["checks"]
+
+        # The policy went original -> frozen by run 1 -> original (thaw) -> frozen by run 2 ->
+        # original, with never more than one freeze statement on it.
+        freezes = cs.ledger_freezes(tmp_path)
+        assert [status for _, _, status in freezes] == ["restored", "restored"], freezes
+        second_sid = freezes[1][1]
+        assert second_sid != first_sid
+        assert len(seen.policies) == 5, json.dumps(seen.policies, indent=1)
+        assert _same_json(seen.policies[0], cs.ORIGINAL_POLICY)
+        for index, sid in ((1, first_sid), (3, second_sid)):
+            assert _same_json(_frozen_form(seen.policies[index], sid), cs.ORIGINAL_POLICY)
+        for index in (2, 4):
+            assert _same_json(seen.policies[index], cs.ORIGINAL_POLICY), seen.policies[index]
+
+
+def test_killed_run_then_thaw_without_a_policy_leaves_none(prefect_server, children, tmp_path):
+    with _emulator(None) as emu:
+        config = cs.write_config(tmp_path / "config.yaml", emu, tmp_path)
+        env = cs.base_env(prefect_server.home, prefect_server.api_url)
+        run = _start_run(children, config, env)
+        killed = _kill_during_gc(emu, run)
+        frozen = cs.bucket_policy(killed)
+        sid = cs.freeze_sids(frozen)[0]
+        assert _frozen_form(frozen, sid)["Statement"] == [], "no policy before: only our statement"
+
+        _thaw(children, config, env, emu)
+        assert cs.bucket_policy(emu.truth()) is None
+
+        again = _thaw(children, config, env, emu)  # harmless a second time
+        assert "nothing to thaw" in again.output(), again.output()
+        truth = emu.truth()
+        assert cs.bucket_policy(truth) is None
+        assert [t["state"] for t in cs.gc_tasks(truth)] in (["RUNNING"], ["SUCCESS"])
+
+
+def test_new_run_after_a_kill_reuses_the_freeze_instead_of_stacking(prefect_server, children, tmp_path):
+    with _emulator(cs.ORIGINAL_POLICY) as emu:
+        config = cs.write_config(tmp_path / "config.yaml", emu, tmp_path)
+        env = cs.base_env(prefect_server.home, prefect_server.api_url)
+        with cs.TruthRecorder(emu) as seen:
+            first = _start_run(children, config, env)
+            killed = _kill_during_gc(emu, first)
+            task_id = cs.gc_tasks(killed)[0]["task_id"]
+            sid = cs.freeze_sids(cs.bucket_policy(killed))[0]
+
+            second = _start_run(children, config, env)  # no `acr-gc thaw` first
+            rc = _finish(second, emu)
+        out = second.output()
+        assert rc == 0, f"the second run exited {rc}\n{cs.diagnostics(emu, second)}"
+
+        truth = emu.truth()
+        assert not seen.errors, seen.errors
+        assert seen.task_ids == {task_id}, (
+            f"GC tasks seen over the test: {seen.task_ids} (one expected; a second one also appears when the "
+            f"machine was so slow that GC ended before the second run started)\n{cs.diagnostics(emu, second)}")
+        _assert_gc_complete_and_retained(truth, task_id)
+        assert _same_json(cs.bucket_policy(truth), cs.ORIGINAL_POLICY), cs.bucket_policy(truth)
+
+        # One freeze in the ledger (the killed run's, adopted by the second run and undone by
+        # it), and the policy went original -> frozen (one statement, the killed run's Sid,
+        # all through the second run) -> original: never stacked, never a second statement.
+        freezes = cs.ledger_freezes(tmp_path)
+        assert [(s, status) for _, s, status in freezes] == [(sid, "restored")], freezes
+        assert len(seen.policies) == 3, json.dumps(seen.policies, indent=1)
+        assert _same_json(seen.policies[0], cs.ORIGINAL_POLICY)
+        assert _same_json(_frozen_form(seen.policies[1], sid), cs.ORIGINAL_POLICY)
+        assert _same_json(seen.policies[2], cs.ORIGINAL_POLICY)
+
+        summary = cs.read_summary(tmp_path, out)
+        assert summary["state"] == "GC_DONE" and summary["gc"]["task_id"] == task_id, summary
+        assert summary["checks"]["unexpected_deletions"] == 0 and summary["checks"]["missed_deletions"] == 0
