@@ -27,14 +27,17 @@ def print_plan_table(result: PlanResult) -> None:
             "tags": int(table["tags"].sum()),
             "expired": int(table["expired"].sum()),
             "unregenerable": int(table["unregenerable"].sum()),
-            "expected_bytes": int(result.expected.bytes),
+            "expected_bytes": result.bytes_expected,
         }]
     )
     shown = pd.concat([table, total], ignore_index=True)
     shown["expected"] = shown["expected_bytes"].map(human_bytes)
     typer.echo(shown[["namespace", "tags", "expired", "unregenerable", "expected"]].to_string(index=False))
     if result.expected.is_upper_bound:
-        typer.echo("expected bytes are an upper bound (layers unknown: image sizes counted once per digest)")
+        typer.echo(
+            "expected bytes are an upper bound (layers unknown: image sizes counted once per digest, "
+            "the total capped at the bucket's size; namespace rows are not capped)"
+        )
     if result.charts:
         typer.echo(f"{result.charts} chart repositories: never reclaimed by GC")
 

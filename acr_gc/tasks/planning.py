@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
 from acr_gc import rules
-from acr_gc.cloud.clients import acr_client
+from acr_gc.cloud.clients import acr_client, oss_client
 from acr_gc.config import Config
 from acr_gc.tasks import inventory as inv
 
@@ -97,6 +97,16 @@ class PlanResult:
     expected: rules.ExpectedBytes
     gate: rules.GateResult
     charts: int
+    bucket_bytes: int | None = None  # the bucket's storage when planned (GetBucketStat)
+
+    @property
+    def bytes_expected(self) -> int:
+        """The expected saving; an upper bound from image sizes (shared layers counted once
+        per image) can exceed the whole bucket, and the bucket's size is an upper bound too,
+        so the smaller of the two is reported."""
+        if self.expected.is_upper_bound and self.bucket_bytes is not None:
+            return min(int(self.expected.bytes), int(self.bucket_bytes))
+        return int(self.expected.bytes)
 
     @property
     def summary(self) -> dict:
@@ -105,7 +115,7 @@ class PlanResult:
             "tags_total": int(len(self.verdicts)),
             "tags_expired": int(expired.sum()),
             "tags_unregenerable": int((self.verdicts["regenerable_by"] == "none").sum()),
-            "bytes_expected": int(self.expected.bytes),
+            "bytes_expected": self.bytes_expected,
             "bytes_expected_is_upper_bound": bool(self.expected.is_upper_bound),
         }
 
@@ -172,8 +182,16 @@ def verify_regenerable(config: Config, inventory: inv.Inventory, planned: pd.Dat
     return result
 
 
+@task(name="bucket-size", **NO_RETRY)
+def bucket_size(config: Config) -> int:
+    return oss_client(config).bucket_stat().storage_bytes
+
+
 def plan_instance_steps(config: Config) -> PlanResult:
     """Inventory → plan → gate, as tasks of the calling flow."""
+    size_future = bucket_size.submit(config)
     inventory = take_inventory(config)
     planned = plan_retention(config, inventory)
-    return verify_regenerable(config, inventory, planned)
+    result = verify_regenerable(config, inventory, planned)
+    result.bucket_bytes = size_future.result()
+    return result

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 REPOS = 250
 # One run each of: list-repositories, list-lifecycle-rules, list-charts, plan-retention,
 # verify-regenerable; then one list-tags run per batch of repositories.
-FIXED_STEPS = {"list-repositories", "list-lifecycle-rules", "list-charts", "plan-retention", "verify-regenerable"}
+FIXED_STEPS = {"list-repositories", "list-lifecycle-rules", "list-charts", "bucket-size", "plan-retention", "verify-regenerable"}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_task_runs_per_batch_not_per_tag(prefect_api_url, generated_emulator, tm
     batches = math.ceil(REPOS / REPOS_PER_BATCH)
     assert batches == 3  # 250 repositories, 100 per batch
     assert names == Counter({**{step: 1 for step in FIXED_STEPS}, "list-tags": batches}), names
-    assert len(runs) == len(FIXED_STEPS) + batches  # 8 task runs for 2,000 or 500 tags
+    assert len(runs) == len(FIXED_STEPS) + batches  # 9 task runs for 2,000 or 500 tags
     assert all(run.state.is_completed() for run in runs)
 
     tables = {a.key: a for a in artifacts if a.type == "table"}
