@@ -156,8 +156,7 @@ RUN_EXPIRED = [
     ("infra", "base", "b-1", "B1", "manifest", "make -C base image (manifest line 4)"),
     ("infra", "base", "b-2", "B2", "alias", "retained tag stable"),  # stable keeps digest B2
 ]
-RUN_UPDATED = {(ns, r, t["tag"]): t["updated"] for rp in RUN_REPOS for ns, r in [(rp["namespace"], rp["name"])]
-               for t in rp["tags"]}
+RUN_UPDATED = {(rp["namespace"], rp["name"], t["tag"]): t["updated"] for rp in RUN_REPOS for t in rp["tags"]}
 
 # The emulator's GC deletes repositories in (namespace, name) order, oldest tag first
 # (docs/emulator.md): the order in which a failing GC leaves its partial deletions.

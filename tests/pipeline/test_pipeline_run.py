@@ -73,6 +73,13 @@ def test_full_run_leaves_the_handworked_retained_set(emu, prefect_api_url, tmp_p
     assert summary["plan"]["tags_total"] == 7 + 5 + 4 + 1  # web, api, base, tools; the chart is no tag
     assert summary["plan"]["tags_expired"] == 7
     assert summary["plan"]["tags_unregenerable"] == 0
+    # Freed digests, image size (10_000 base + own layer) once each: W3 10_300, W5 10_500,
+    # A1 11_100, A2 11_200, B1 12_100 = 55_200 (W1 and B2 stay referenced by main, stable).
+    # That upper bound counts the shared base layer 5 times and exceeds the whole bucket,
+    # so it is capped at the bucket's size: base 10_000 + own layers 18_300 + 15 manifests
+    # x 1_024 + 17 tag links x 71 + exports/report.csv 500 + the chart 5_000 = 50_367.
+    assert summary["plan"]["bytes_expected"] == min(55_200, 50_367)
+    assert summary["plan"]["bytes_expected_is_upper_bound"] is True
     assert summary["checks"] == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
     assert state.result(raise_on_failure=False)["checks"] == summary["checks"]  # the state's data is the summary
 
