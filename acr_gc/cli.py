@@ -181,7 +181,7 @@ def _print_run_lines(summary: dict, message: str | None) -> None:
     if plan:
         first += f" of {plan['tags_expired']} planned ({plan['tags_total']} tags in all)"
     if message and state not in ("GC_DONE", "COMPLETE"):
-        first += f" — {message}"
+        first += f" — {message.removeprefix(state + ': ')}"
     typer.echo(first)
     if storage.get("before_bytes") is None:
         typer.echo("storage: not sampled (nothing changed)")
