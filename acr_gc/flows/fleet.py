@@ -1,0 +1,74 @@
+"""``reclaim_fleet``: many instances, one child flow run each, concurrently (DESIGN 11).
+
+Each instance runs ``reclaim_storage`` as its own child flow run, so the dashboard shows
+one run per instance; one instance failing (blocked gate, API down) never stops the
+others. Runs of one region share that region's API quota through a Prefect global
+concurrency limit (``acr-gc-region-<region>``, created on first use with
+``slots_per_region`` slots: that many instances of one region run at once), so a fleet cannot exceed what the region allows even when
+its child runs are spread over several workers.
+"""
+
+from pydantic import BaseModel
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from acr_gc.config import Config
+from acr_gc.flows.reclaim import reclaim_storage
+from acr_gc.reports.files import new_run_id
+
+
+class InstanceOutcome(BaseModel):
+    instance_id: str
+    region: str
+    run_id: str
+    state: str  # the summary.json state, or FAILED when the run left no summary
+    flow_state: str
+    message: str | None = None
+    tags_deleted: int | None = None
+    reclaimed_bytes: int | None = None
+
+
+def region_limit(region: str) -> str:
+    return f"acr-gc-region-{region}"
+
+
+@task(name="reclaim-instance", cache_policy=NO_CACHE)
+def reclaim_instance(config: Config) -> InstanceOutcome:
+    run_id = new_run_id()
+    target = config.target
+    try:
+        with concurrency(region_limit(target.region), occupy=1, strict=True):
+            state = reclaim_storage(config, run_id=run_id, return_state=True)
+    except Exception as exc:  # a crashed child must not take the fleet down
+        return InstanceOutcome(instance_id=target.instance_id, region=target.region, run_id=run_id,
+                               state="FAILED", flow_state="CRASHED", message=str(exc).splitlines()[0][:300])
+    data = state.data if isinstance(state.data, dict) else {}
+    return InstanceOutcome(
+        instance_id=target.instance_id,
+        region=target.region,
+        run_id=run_id,
+        state=data.get("state", "FAILED"),
+        flow_state=state.type.value,
+        message=state.message,
+        tags_deleted=(data.get("gc") or {}).get("tags_deleted"),
+        reclaimed_bytes=(data.get("storage") or {}).get("reclaimed_bytes"),
+    )
+
+
+@flow(name="reclaim-fleet", task_runner=ThreadPoolTaskRunner(max_workers=16))
+def reclaim_fleet(configs: list[Config], slots_per_region: int = 4) -> list[InstanceOutcome]:
+    logger = get_run_logger()
+    instances = [c.target.instance_id for c in configs]
+    if len(set(instances)) != len(instances):
+        raise ValueError("each instance may appear once in a fleet run (two runs of one instance would collide)")
+    with get_client(sync_client=True) as client:
+        for region in sorted({c.target.region for c in configs}):
+            client.upsert_global_concurrency_limit_by_name(region_limit(region), slots_per_region)
+    futures = reclaim_instance.map(configs)
+    outcomes = [f.result() for f in futures]
+    for outcome in outcomes:
+        logger.info("%s: %s (%s)", outcome.instance_id, outcome.state, outcome.message or "ok")
+    return outcomes
