@@ -28,9 +28,8 @@ from typing import Callable
 import pytest
 
 from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import AK, SECRET, call_gc_action, make_acr_client
 
-AK = "LTAI-test-ak"
-SECRET = "test-secret-do-not-echo"
 
 BASE_DATASET = {
     "clock": "2024-06-01T00:00:00Z",
@@ -72,49 +71,12 @@ def write_dataset(tmp_path) -> Callable[[dict], Path]:
     return write
 
 
-def make_acr_client(endpoint: str, access_key_id: str = AK, secret: str = SECRET, **config):
-    from alibabacloud_cr20181201.client import Client
-    from alibabacloud_tea_openapi import models as open_api_models
-
-    return Client(
-        open_api_models.Config(
-            access_key_id=access_key_id,
-            access_key_secret=secret,
-            endpoint=endpoint,
-            protocol="http",
-            region_id="cn-hangzhou",
-            **config,
-        )
-    )
-
-
 @pytest.fixture
 def acr_client(emulator):
     def factory(access_key_id: str = AK, secret: str = SECRET, **config):
         return make_acr_client(emulator.acr_endpoint, access_key_id, secret, **config)
 
     return factory
-
-
-def call_gc_action(client, action: str, **query) -> dict:
-    """One of the emulator's own GC actions, sent exactly as the GcDriver sends it."""
-    from alibabacloud_tea_openapi import utils_models as open_api_util_models
-    from alibabacloud_tea_openapi.utils import Utils
-    from darabonba.runtime import RuntimeOptions
-
-    params = open_api_util_models.Params(
-        action=action,
-        version="2018-12-01",
-        protocol="HTTP",
-        pathname="/",
-        method="POST",
-        auth_type="AK",
-        style="RPC",
-        req_body_type="formData",
-        body_type="json",
-    )
-    request = open_api_util_models.OpenApiRequest(query=Utils.query(query))
-    return client.call_api(params, request, RuntimeOptions())["body"]
 
 
 @pytest.fixture

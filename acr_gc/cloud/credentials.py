@@ -19,6 +19,8 @@ object made here shows them in its ``repr``/``str``.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from typing import Any
 
@@ -153,19 +155,29 @@ class ResolvedCredentials:
 
 _chain_lock = threading.Lock()
 _chain: ResolvedCredentials | None = None
+_chain_env: str | None = None
+
+
+def _chain_environment() -> str:
+    """A digest of the environment the default chain reads first (never the values)."""
+    seen = sorted((k, v) for k, v in os.environ.items() if k.startswith("ALIBABA_CLOUD_"))
+    return hashlib.sha256(repr(seen).encode()).hexdigest()
 
 
 def resolve(target: Target) -> ResolvedCredentials:
     """The credentials ``target.credentials`` names; AuthError when they cannot be had.
 
     The default chain is built once per process and shared (its providers cache and
-    refresh STS credentials themselves).
+    refresh STS credentials themselves), and built anew when the ``ALIBABA_CLOUD_*``
+    environment it read has changed (a process that switches identity).
     """
     source = target.credentials
     if source == "chain":
-        global _chain
+        global _chain, _chain_env
         with _chain_lock:
-            if _chain is None:
+            environment = _chain_environment()
+            if _chain is None or _chain_env != environment:
+                _chain_env = environment
                 from alibabacloud_credentials.client import Client as CredentialClient
 
                 try:

@@ -17,7 +17,7 @@ SMALL = {
 
 
 def test_qps_flag_throttles_with_real_error(credentials):
-    from conftest import make_acr_client
+    from emulator_kit import make_acr_client
 
     with EmulatorProcess(dict(SMALL, credentials=credentials), qps=5) as emu:
         client = make_acr_client(emu.acr_endpoint)

@@ -36,7 +36,7 @@ def dataset(credentials):
 
 @pytest.fixture(scope="module")
 def client(emulator_process, tmp_path_factory):
-    from conftest import AK, SECRET, make_acr_client
+    from emulator_kit import AK, SECRET, make_acr_client
 
     emulator_process.load(dataset([{"access_key_id": AK, "access_key_secret": SECRET, "principal": "ops"}]))
     yield make_acr_client(emulator_process.acr_endpoint)

@@ -18,7 +18,7 @@ from alibabacloud_cr20181201 import models as cr
 from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_tea_openapi.utils import Utils
 
-from conftest import AK, SECRET
+from emulator_kit import AK, SECRET
 
 
 @pytest.fixture

@@ -1,0 +1,48 @@
+"""Helpers shared by the emulator tests: the default test key and raw SDK clients.
+
+A module of its own (``tests`` is on ``sys.path`` through the pytest ``pythonpath``
+setting) rather than names imported from a ``conftest``: several folders have a
+``conftest.py``, and ``from conftest import …`` would get whichever was imported first.
+"""
+
+from __future__ import annotations
+
+AK = "LTAI-test-ak"
+SECRET = "test-secret-do-not-echo"
+
+
+def make_acr_client(endpoint: str, access_key_id: str = AK, secret: str = SECRET, **config):
+    from alibabacloud_cr20181201.client import Client
+    from alibabacloud_tea_openapi import models as open_api_models
+
+    return Client(
+        open_api_models.Config(
+            access_key_id=access_key_id,
+            access_key_secret=secret,
+            endpoint=endpoint,
+            protocol="http",
+            region_id="cn-hangzhou",
+            **config,
+        )
+    )
+
+
+def call_gc_action(client, action: str, **query) -> dict:
+    """One of the emulator's own GC actions, sent exactly as the GcDriver sends it."""
+    from alibabacloud_tea_openapi import utils_models as open_api_util_models
+    from alibabacloud_tea_openapi.utils import Utils
+    from darabonba.runtime import RuntimeOptions
+
+    params = open_api_util_models.Params(
+        action=action,
+        version="2018-12-01",
+        protocol="HTTP",
+        pathname="/",
+        method="POST",
+        auth_type="AK",
+        style="RPC",
+        req_body_type="formData",
+        body_type="json",
+    )
+    request = open_api_util_models.OpenApiRequest(query=Utils.query(query))
+    return client.call_api(params, request, RuntimeOptions())["body"]
