@@ -20,8 +20,9 @@ class CheckFailed(RuntimeError):
     """A check stopped the run before any change; the message says what to do next."""
 
 
-@task(name="check-whitelist", cache_policy=NO_CACHE)
 def check_whitelist(config: Config, driver: GcDriver) -> None:
+    """Not a task: the console driver may pause the flow here to ask the operator, and
+    only the flow itself should pause."""
     if not driver.is_enabled():
         raise CheckFailed(
             f"GC is not enabled for instance {config.target.instance_id}: submit the one-time whitelist "
