@@ -178,6 +178,8 @@ def resolve(target: Target) -> ResolvedCredentials:
             environment = _chain_environment()
             if _chain is None or _chain_env != environment:
                 _chain_env = environment
+                _chain = _from_environment()
+            if _chain is None:
                 from alibabacloud_credentials.client import Client as CredentialClient
 
                 try:
@@ -194,6 +196,23 @@ def resolve(target: Target) -> ResolvedCredentials:
         raise AuthError("credentials", "load", source, "BlockNotFound", None,
                         f"no AlibabaCloudCredentials block named {name!r}: {one_line(exc)}") from None
     return from_block(block, source)
+
+
+def _from_environment() -> ResolvedCredentials | None:
+    """The chain's first link, read now.
+
+    ``alibabacloud_credentials`` reads ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``…_SECRET`` /
+    ``…_SECURITY_TOKEN`` once, when it is first imported; a process whose environment is
+    set later (the demo, a worker that loads settings first) would not see them. So the
+    environment keys are read here, each time the environment changes, and the library's
+    chain serves the other links (profile file, OIDC, ECS RAM role).
+    """
+    access_key_id = os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID")
+    access_key_secret = os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+    if not (access_key_id and access_key_secret):
+        return None
+    return from_keys(access_key_id, access_key_secret, os.environ.get("ALIBABA_CLOUD_SECURITY_TOKEN") or None,
+                     source="chain")
 
 
 def from_block(block: AlibabaCloudCredentials, source: str = "block") -> ResolvedCredentials:
