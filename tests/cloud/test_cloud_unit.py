@@ -460,3 +460,20 @@ def test_chain_uses_the_profile_file(tmp_path):
 def test_chain_without_any_credentials_is_an_auth_error(tmp_path):
     line = _probe_chain({}, tmp_path)
     assert line.startswith("AUTH credentials resolve on chain failed: CredentialException")
+
+
+def test_chain_sees_environment_keys_set_after_the_library_was_imported(monkeypatch):
+    """alibabacloud_credentials snapshots the environment at import; a key set later (the
+    demo sets the emulator's key in-process) must still be what the chain resolves, and a
+    changed key must replace the old one."""
+    import alibabacloud_credentials.utils.auth_util  # noqa: F401 - the import-time snapshot
+    from acr_gc.cloud.credentials import resolve
+
+    target = Target(instance_id="cri-env", bucket="b")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "AKIDSETLATER1")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
+    assert resolve(target).check() == "AKIDSETLATER1"
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "AKIDSETLATER2")
+    resolved = resolve(target)
+    assert resolved.check() == "AKIDSETLATER2"
+    assert SECRET not in repr(resolved) and SECRET not in str(resolved)
