@@ -45,7 +45,13 @@ def reclaim_instance(config: Config) -> InstanceOutcome:
     except Exception as exc:  # a crashed child must not take the fleet down
         return InstanceOutcome(instance_id=target.instance_id, region=target.region, run_id=run_id,
                                state="FAILED", flow_state="CRASHED", message=str(exc).splitlines()[0][:300])
-    data = state.data if isinstance(state.data, dict) else {}
+    # A flow's returned state keeps its data as a result record (Prefect 3), not the dict:
+    # read it back; a crashed or cancelled child may hold an exception instead.
+    try:
+        data = state.result(raise_on_failure=False)
+    except Exception:
+        data = None
+    data = data if isinstance(data, dict) else {}
     return InstanceOutcome(
         instance_id=target.instance_id,
         region=target.region,
