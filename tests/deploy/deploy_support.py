@@ -335,10 +335,26 @@ def acquire_server() -> PrefectServer:
     return _server
 
 
+def drain_prefect_clients() -> None:
+    """Send what this process's Prefect log and event workers still hold while the server
+    is up: once it is gone they retry for a minute or more at interpreter exit."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        try:
+            service.drain_all(timeout=15)
+        except Exception:  # noqa: BLE001 - best effort before the server stops
+            pass
+
+
 def release_server() -> None:
     global _server, _users
     _users -= 1
     if _users <= 0 and _server is not None:
+        drain_prefect_clients()
         _server.stop()
         _server = None
         _users = 0
@@ -442,17 +458,21 @@ class MonthlyRun:
 
 _monthly: MonthlyRun | None = None
 _monthly_users = 0
+_monthly_error: str | None = None
 
 
 def acquire_monthly_run() -> MonthlyRun:
     """The session's one deployed monthly run (the UI test screenshots the same run);
     each test module's session fixture acquires it, the last release stops it."""
-    global _monthly, _monthly_users
+    global _monthly, _monthly_users, _monthly_error
+    if _monthly_error is not None:  # set up once per session: a second module gets the same error
+        raise RuntimeError(f"the deployed monthly run could not be set up: {_monthly_error}")
     server = acquire_server()
     if _monthly is None:
         try:
             _monthly = MonthlyRun(server)
-        except BaseException:
+        except BaseException as exc:
+            _monthly_error = str(exc)[:6000]
             release_server()
             raise
     _monthly_users += 1
