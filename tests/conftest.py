@@ -40,6 +40,22 @@ BASE_DATASET = {
 }
 
 
+@pytest.fixture(scope="session")
+def prefect_api_url():
+    """ONE Prefect server (``prefect_test_harness``, temporary SQLite) for the whole session.
+
+    Prefect keeps one process-wide events worker bound to the first API it talked to;
+    task runs and artifacts travel as events, so two test servers in one process would
+    send one server's events to the other (or to a stopped one). Every in-process test
+    uses this server; tests that need a real ``prefect server`` process drain the clients
+    before stopping it."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield PREFECT_API_URL.value()
+
+
 @pytest.fixture
 def credentials() -> list[dict]:
     """The dataset ``credentials`` entry matching ``acr_client()``'s default key."""

@@ -330,6 +330,8 @@ def acquire_server() -> PrefectServer:
     """The session's one Prefect server (refcounted: each test module's fixture holds it)."""
     global _server, _users
     if _server is None:
+        # a worker bound to the session's test server would carry this server's events there
+        drain_prefect_clients()
         _server = PrefectServer()
     _users += 1
     return _server

@@ -117,20 +117,9 @@ def planned_frame(cfg: Config) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
-    from prefect.settings import PREFECT_HOME, PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    home = tmp_path_factory.mktemp("prefect-home")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("PREFECT_HOME", str(home))
-    patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    try:
-        with temporary_settings(updates={PREFECT_HOME: home, PREFECT_SERVER_ANALYTICS_ENABLED: False}):
-            with prefect_test_harness(server_startup_timeout=60):
-                yield
-    finally:
-        patch.undo()
+def prefect_server(prefect_api_url):
+    """The session's Prefect server (tests/conftest.py)."""
+    yield prefect_api_url
 
 
 @pytest.fixture

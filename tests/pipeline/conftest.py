@@ -28,10 +28,4 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("PREFECT_API_KEY", None)
 
 
-@pytest.fixture(scope="session")
-def prefect_api_url():
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield PREFECT_API_URL.value()
+# prefect_api_url: the session-wide server of tests/conftest.py

@@ -35,13 +35,7 @@ os.environ.pop("PREFECT_API_KEY", None)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def prefect_api_url():
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield PREFECT_API_URL.value()
+# prefect_api_url: the session-wide server of tests/conftest.py
 
 
 def cli_env(prefect_api_url: str | None, access_key_id: str, secret: str) -> dict[str, str]:

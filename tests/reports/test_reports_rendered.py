@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -72,13 +71,10 @@ def test_report_html_renders_in_headless_chromium(tmp_path):
 
 
 @pytest.mark.slow
-def test_artifacts_on_a_real_prefect_server(tmp_path, monkeypatch):
-    monkeypatch.setenv("PREFECT_HOME", tempfile.mkdtemp(prefix="acr-gc-report-prefect-"))
-    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+def test_artifacts_on_a_real_prefect_server(tmp_path, prefect_api_url):
     from prefect import flow
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-    from prefect.testing.utilities import prefect_test_harness
 
     from acr_gc.ledger import Ledger
     from acr_gc.reports.build import build_report
@@ -90,14 +86,13 @@ def test_artifacts_on_a_real_prefect_server(tmp_path, monkeypatch):
     def render() -> str:
         return str(build_report(ledger, run_id))
 
-    with prefect_test_harness(server_startup_timeout=60):
-        state = render(return_state=True)
-        assert state.is_completed(), state.message
-        flow_run_id = state.state_details.flow_run_id
-        with get_client(sync_client=True) as client:
-            found = client.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
-            )
+    state = render(return_state=True)
+    assert state.is_completed(), state.message
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     ledger.dispose()
     by_key = {a.key: a for a in found}
     assert set(by_key) == {
