@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
 
 def _duration(value: object) -> object:
@@ -23,7 +23,13 @@ def _duration(value: object) -> object:
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
+# The JSON schema (the Prefect UI form, deployment parameter validation) admits both
+# spellings that the validator accepts, not only pydantic's ISO-8601 string.
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "duration"}, {"type": "number", "minimum": 0}]}),
+]
 
 
 class _Section(BaseModel):
