@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Create .venv and install acr-gc into it (with the test extras when called as `setup.sh test`).
+# Create .venv and install acr-gc into it (with the test and postgres extras when called as `setup.sh test`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 extras=""
-[ "${1:-}" = "test" ] && extras="[test]"
+# the tests/postgres tests talk to PostgreSQL through psycopg 3 (the "postgres" extra)
+[ "${1:-}" = "test" ] && extras="[test,postgres]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"

@@ -13,4 +13,13 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "chromium is missing: install Debian's chromium package (the report test needs it)" >&2
   fi
 fi
+# The PostgreSQL tests (tests/postgres) start a throwaway cluster with Debian's initdb/pg_ctl.
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && ! { command -v pg_ctl && command -v initdb; } >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing postgresql for the PostgreSQL tests" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null
+  else
+    echo "PostgreSQL is missing: install Debian's postgresql package (the tests/postgres tests need it)" >&2
+  fi
+fi
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
