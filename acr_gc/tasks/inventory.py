@@ -25,18 +25,15 @@ from dataclasses import dataclass
 import pandas as pd
 
 from acr_gc.cloud.acr import AcrClient
+from acr_gc.rules.regenerability import BUILD_RULE_COLUMNS as _BUILD_RULE_COLUMNS
+from acr_gc.rules.regenerability import REPLICA_COLUMNS as _REPLICA_COLUMNS
+from acr_gc.rules.retention import RULE_COLUMNS as _RULE_COLUMNS
+from acr_gc.rules.retention import TAG_COLUMNS as _TAG_COLUMNS
 
 REPOSITORY_COLUMNS = ["namespace", "repo", "repo_id"]
-TAG_COLUMNS = ["namespace", "repo", "repo_id", "tag", "digest", "image_size", "updated"]
-RULE_COLUMNS = [
-    "rule_id",
-    "scope",
-    "namespace",
-    "repo",
-    "retention_tag_count",
-    "tag_regexp",
-    "enable_delete_tag",
-]
+# The planner's input contracts (acr_gc.rules) are the frames' shapes.
+TAG_COLUMNS = list(_TAG_COLUMNS)
+RULE_COLUMNS = list(_RULE_COLUMNS)
 CHART_COLUMNS = ["namespace", "repo"]
 
 
@@ -115,8 +112,8 @@ def batches(frame: pd.DataFrame, size: int) -> list[pd.DataFrame]:
 
 # ---- the gate's inputs: read only for the repositories that need them ---------------
 
-REPLICA_COLUMNS = ["namespace", "repo", "tag", "digest", "target_instance_id"]
-BUILD_RULE_COLUMNS = ["namespace", "repo", "image_tag", "has_source_code"]
+REPLICA_COLUMNS = list(_REPLICA_COLUMNS)
+BUILD_RULE_COLUMNS = list(_BUILD_RULE_COLUMNS)
 
 
 def fetch_replica_tags(
