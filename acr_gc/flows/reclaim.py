@@ -218,6 +218,8 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
             state, message = "GC_DONE", None
             if len(verification.missed):
                 logger.warning("%d planned tag(s) are still present after GC", len(verification.missed))
+        if frozen and state != "GC_DONE":  # held to the window's end only for a run that has one
+            frozen = not _thaw_now(config, ledger, summary, logger)
         if state == "GC_DONE" and config.sampling.mode == "inline":
             logger.info("sampling inline until the release window closes at %s", summary.storage.window_end)
             samples = sample_until(config, ledger, run_id, end)
@@ -262,7 +264,7 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         if cancelled and summary.gc is not None and summary.gc.task_id:
             message = (f"cancelled ({message}): GC task {summary.gc.task_id} {summary.gc.state}, "
                        f"{summary.gc.tags_deleted} planned tag(s) deleted")
-        if frozen and config.freeze.hold_until == "gc_complete":
+        if frozen:  # whatever freeze.hold_until says: a failed or cancelled run lets go
             frozen = not _thaw_now(config, ledger, summary, logger)
         journal.finish("CANCELED" if cancelled else "FAILED", message)
         if summary.gc is not None and summary.gc.task_id:

@@ -61,11 +61,15 @@ def _plus(retained: dict, left: list[tuple[str, str]]) -> dict:
     return out
 
 
+@pytest.mark.parametrize("hold_until", ["gc_complete", "window_end"])
 def test_gc_failed_thaws_reports_partial_deletions_and_fails_the_flow(emu, prefect_api_url, tmp_path,
-                                                                      monkeypatch):
+                                                                      monkeypatch, hold_until):
+    # window_end holds the freeze until the release window closes, but a failed run has no
+    # window for the sampler to close: it must thaw too.
     emu.load(dataset(run_policy=OTHER_POLICY))
     emu.set_faults(gc_fail_after_tags=3)  # the emulator's task turns FAILED after 3 deletions
-    config = config_dict((emu.acr_endpoint, emu.oss_endpoint), tmp_path, "cri-run", "cri-run-storage")
+    config = config_dict((emu.acr_endpoint, emu.oss_endpoint), tmp_path, "cri-run", "cri-run-storage",
+                         freeze={"principals": ["*"], "hold_until": hold_until})
 
     state, folder = run_flow(config, monkeypatch)
 
