@@ -297,9 +297,5 @@ def demo_command(
         raise typer.Exit(1)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":  # `python -m acr_gc.cli` (the emulator subprocess)
     app()
