@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
 from acr_gc.ledger.models import Base
@@ -24,7 +27,7 @@ class Ledger:
         self.engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        _create_tables(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -35,6 +38,28 @@ class Ledger:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_create_lock = threading.Lock()
+
+
+def _create_tables(engine) -> None:
+    """Create the ledger's tables if missing, safe when runs start together.
+
+    ``create_all`` checks, then creates: two runs opening a new ledger at once (a fleet's
+    children, two workers) can both see a table missing and one CREATE then fails with
+    "already exists". Threads of one process take turns; another process's win is seen
+    on the retry, whose check finds the table.
+    """
+    with _create_lock:
+        for attempt in range(3):
+            try:
+                Base.metadata.create_all(engine)
+                return
+            except DatabaseError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
