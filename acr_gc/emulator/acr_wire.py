@@ -208,19 +208,21 @@ def ListNamespace(ctx: Ctx, params: dict) -> dict:
     if params.get("NamespaceStatus") not in (None, "", "ALL", "NORMAL"):
         names = []
     page, meta = page_of(names, params)
-    body = [
-        {
-            "NamespaceId": inst.namespace_ids[n],
-            "NamespaceName": n,
-            "NamespaceStatus": "NORMAL",
-            "InstanceId": inst.instance_id,
-            "AutoCreateRepo": True,
-            "DefaultRepoType": "PRIVATE",
-            "ResourceGroupId": "rg-acfmemulator",
-        }
-        for n in page
-    ]
+    body = [_namespace_record(inst, n, inst.namespace_ids[n]) for n in page]
     return {"Namespaces": body, "TotalCount": str(len(names)), **meta}
+
+
+def _namespace_record(inst, name: str, namespace_id: str) -> dict:
+    """A namespace as ListNamespace and ListChartNamespace answer it."""
+    return {
+        "NamespaceId": namespace_id,
+        "NamespaceName": name,
+        "NamespaceStatus": "NORMAL",
+        "InstanceId": inst.instance_id,
+        "AutoCreateRepo": True,
+        "DefaultRepoType": "PRIVATE",
+        "ResourceGroupId": "rg-acfmemulator",
+    }
 
 
 @action
@@ -434,18 +436,7 @@ def ListChartNamespace(ctx: Ctx, params: dict) -> dict:
     page, meta = page_of(names, params)
     from acr_gc.emulator.registry import stable_id
 
-    body = [
-        {
-            "NamespaceId": stable_id("crcn-", inst.instance_id, n),
-            "NamespaceName": n,
-            "NamespaceStatus": "NORMAL",
-            "InstanceId": inst.instance_id,
-            "AutoCreateRepo": True,
-            "DefaultRepoType": "PRIVATE",
-            "ResourceGroupId": "rg-acfmemulator",
-        }
-        for n in page
-    ]
+    body = [_namespace_record(inst, n, stable_id("crcn-", inst.instance_id, n)) for n in page]
     return {"Namespaces": body, "TotalCount": str(len(names)), **meta}
 
 
