@@ -511,6 +511,16 @@ def _headers(scope) -> dict[str, list[str]]:
     return out
 
 
+def action_name(headers: dict[str, list[str]], params: dict) -> str:
+    """The action a request names: the ``x-acs-action`` header (what the SDK sends) or ``Action``."""
+    return (headers.get("x-acs-action") or [params.get("Action", "")])[0]
+
+
+def action_of(scope: dict) -> str:
+    """``action_name`` of a raw ASGI request, before its body is read (what a fault hold matches)."""
+    return action_name(_headers(scope), dict(parse_qsl(scope["query_string"].decode("latin-1"))))
+
+
 def create_app(state, gc: GcService) -> Starlette:
     """The signed API on ``/``; admin routes are mounted beside it by ``server``."""
     ctx = Ctx(state, gc)
@@ -526,7 +536,7 @@ def create_app(state, gc: GcService) -> Starlette:
         ctype = (headers.get("content-type") or [""])[0]
         if body and ctype.startswith("application/x-www-form-urlencoded"):
             params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-        name = (headers.get("x-acs-action") or [params.get("Action", "")])[0]
+        name = action_name(headers, params)
         handler = ACTIONS.get(name)
         if handler is None:
             return error_response(404, "InvalidAction.NotFound", "Specified api is not found, please check your url and method.")

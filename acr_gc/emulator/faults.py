@@ -9,6 +9,12 @@ Faults come from one ``random.Random(seed)``: with ``fault_rate`` F, a request i
 with probability F; half the faulty requests get 503 ServiceUnavailable, the other half
 get their connection dropped after the response head (a Content-Length promised and
 never delivered), which the SDKs see as a connection error.
+
+A *hold* (``{"hold": {"action": A, "skip": N}}``) lets the first N requests for the
+operation A through and then keeps every later one waiting, unanswered, until the hold
+is cleared (``{"hold": null}``, a new hold, or a reset): the way to stop a client at an
+exact call and kill it there. A held request whose client disconnects meanwhile is
+dropped without ever reaching the service, as a request lost on the way would be.
 """
 
 from __future__ import annotations
@@ -23,8 +29,31 @@ from typing import Awaitable, Callable
 from starlette.responses import Response
 
 Renderer = Callable[[int, str, str], Response]
+Operation = Callable[[dict], "str | None"]
 
 ADMIN_PREFIX = "/_emulator"
+
+
+@dataclass
+class Hold:
+    """One hold: its matching requests are counted, those past ``skip`` wait for ``released``."""
+
+    action: str
+    skip: int = 0
+    matched: int = 0
+    held: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @classmethod
+    def from_setting(cls, value: dict) -> "Hold":
+        if not isinstance(value, dict) or set(value) - {"action", "skip"} or "action" not in value:
+            raise ValueError('hold must be null or {"action": NAME, "skip": N}')
+        action, skip = value["action"], value.get("skip", 0)
+        if not isinstance(action, str) or not action:
+            raise ValueError("hold.action must be a non-empty operation name")
+        if not isinstance(skip, int) or isinstance(skip, bool) or skip < 0:
+            raise ValueError("hold.skip must be a non-negative integer")
+        return cls(action=action, skip=skip)
 
 
 @dataclass
@@ -34,6 +63,7 @@ class FaultSettings:
     fault_rate: float = 0.0
     seed: int = 0
     gc_fail_after_tags: int | None = None
+    hold: Hold | None = None
     rng: random.Random = field(init=False, repr=False)
     request_counts: Counter = field(default_factory=Counter, repr=False)
     fault_counts: Counter = field(default_factory=Counter, repr=False)
@@ -43,7 +73,7 @@ class FaultSettings:
 
     def update(self, changes: dict) -> None:
         """Partial update from the admin endpoint; unknown keys or bad values raise ValueError."""
-        allowed = {"latency_ms", "qps", "fault_rate", "gc_fail_after_tags", "seed"}
+        allowed = {"latency_ms", "qps", "fault_rate", "gc_fail_after_tags", "seed", "hold"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
@@ -63,9 +93,19 @@ class FaultSettings:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ValueError("gc_fail_after_tags must be a non-negative integer or null")
             self.gc_fail_after_tags = value
+        if "hold" in changes:
+            hold = None if changes["hold"] is None else Hold.from_setting(changes["hold"])
+            self.release_hold()
+            self.hold = hold
         if "seed" in changes:
             self.seed = int(changes["seed"])
             self.rng = random.Random(self.seed)
+
+    def release_hold(self) -> None:
+        """End the current hold: every request it keeps waiting proceeds."""
+        if self.hold is not None:
+            self.hold.released.set()
+            self.hold = None
 
     def as_dict(self) -> dict:
         return {
@@ -74,6 +114,9 @@ class FaultSettings:
             "fault_rate": self.fault_rate,
             "seed": self.seed,
             "gc_fail_after_tags": self.gc_fail_after_tags,
+            "hold": None if self.hold is None else {"action": self.hold.action, "skip": self.hold.skip},
+            "held": 0 if self.hold is None else self.hold.held,
+            "hold_matched": 0 if self.hold is None else self.hold.matched,
         }
 
 
@@ -114,11 +157,14 @@ class ServiceErrors:
 
 
 class FaultMiddleware:
-    def __init__(self, app, settings: FaultSettings, errors: ServiceErrors, name: str):
+    """``operation`` names the API operation of a request's ASGI scope (what a hold matches)."""
+
+    def __init__(self, app, settings: FaultSettings, errors: ServiceErrors, name: str, operation: Operation):
         self.app = app
         self.settings = settings
         self.errors = errors
         self.name = name
+        self.operation = operation
         self.bucket = TokenBucket()
 
     async def __call__(self, scope, receive, send) -> None:
@@ -127,6 +173,13 @@ class FaultMiddleware:
             return
         s = self.settings
         s.request_counts[self.name] += 1
+        hold = s.hold
+        if hold is not None and self.operation(scope) == hold.action:
+            hold.matched += 1
+            if hold.matched > hold.skip:
+                receive = await _wait_for_release(hold, receive)
+                if receive is None:
+                    return
         if s.latency_ms > 0:
             await asyncio.sleep(s.latency_ms / 1000.0)
         if s.qps > 0 and not self.bucket.take(s.qps):
@@ -145,6 +198,37 @@ class FaultMiddleware:
 
     async def _respond(self, error: tuple[int, str, str], scope, receive, send) -> None:
         await self.errors.render(*error)(scope, receive, send)
+
+
+async def _wait_for_release(hold: Hold, receive):
+    """Keep the request unanswered until ``hold`` is released.
+
+    Returns the ``receive`` to answer it with (the body read while waiting, replayed), or
+    None when the client disconnected first. Reading while waiting is what notices the
+    disconnect; only this request's coroutine waits, never the event loop.
+    """
+    buffered: list[dict] = []
+
+    async def read_until_disconnect() -> None:
+        while (message := await receive())["type"] != "http.disconnect":
+            buffered.append(message)
+
+    hold.held += 1
+    reader = asyncio.ensure_future(read_until_disconnect())
+    released = asyncio.ensure_future(hold.released.wait())
+    try:
+        done, _ = await asyncio.wait({reader, released}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hold.held -= 1
+        reader.cancel()
+        released.cancel()
+    if reader in done:
+        return None
+
+    async def replay() -> dict:
+        return buffered.pop(0) if buffered else await receive()
+
+    return replay
 
 
 async def _drop(send: Callable[[dict], Awaitable[None]]) -> None:

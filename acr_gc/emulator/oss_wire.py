@@ -246,6 +246,60 @@ def _token_decode(token: str) -> str:
         raise OssError(400, "InvalidArgument", "The continuation token provided is incorrect.") from None
 
 
+# ---- which operation a request asks for ---------------------------------------------------------
+
+# the policy action an operation needs when it is not "oss:" + its own name; None: never refused
+# (the bucket owner manages the policy, so a policy statement never locks it out)
+_POLICY_ACTION: dict[str, str | None] = {
+    "ListObjectsV2": "oss:ListObjects",
+    "HeadObject": "oss:GetObject",
+    "GetBucketPolicy": None,
+    "PutBucketPolicy": None,
+    "DeleteBucketPolicy": None,
+}
+
+
+def _unsupported_object_subresources(params: dict[str, str]) -> set[str]:
+    return set(params) & (oss_signing.V1_SUBRESOURCES - {"versionId"} - {k for k in params if k.startswith("response-")})
+
+
+def operation_name(method: str, key: str, params: dict[str, str], headers: dict[str, str]) -> str | None:
+    """The OSS API operation a request asks for, by its documented name (None: not implemented).
+
+    The one classification of requests: the dispatcher answers by this name and a fault
+    hold matches it, so the two can never disagree about what a request is.
+    """
+    if key:
+        if _unsupported_object_subresources(params):
+            return None
+        if method == "PUT":
+            return "CopyObject" if "x-oss-copy-source" in headers else "PutObject"
+        return {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method)
+    if method == "GET":
+        for param, name in (("stat", "GetBucketStat"), ("bucketInfo", "GetBucketInfo"),
+                            ("location", "GetBucketLocation"), ("versioning", "GetBucketVersioning"),
+                            ("lifecycle", "GetBucketLifecycle")):  # fmt: skip
+            if param in params:
+                return name
+    if "policy" in params:
+        return {"GET": "GetBucketPolicy", "PUT": "PutBucketPolicy", "DELETE": "DeleteBucketPolicy"}.get(method)
+    if method == "GET" and "versions" in params:
+        return "ListObjectVersions"
+    if method == "GET" and params.get("list-type") == "2":
+        return "ListObjectsV2"
+    if method == "GET" and not (set(params) & oss_signing.V1_SUBRESOURCES):
+        return "ListObjects"
+    return None
+
+
+def operation_of(scope: dict) -> str | None:
+    """``operation_name`` of a raw ASGI request (what the fault middleware sees)."""
+    bucket, _, key = scope["path"].lstrip("/").partition("/")
+    params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+    return operation_name(scope["method"].upper(), key if bucket else "", params, headers)
+
+
 # ---- the application ------------------------------------------------------------------------
 
 
@@ -294,7 +348,8 @@ class OssApp:
             )
         principal = verified.credential.principal
         self.state.storage.apply_lifecycle(self.state.now())
-        ctx = _Ctx(self, request, request_id, bucket, key, params, headers, principal, method)
+        operation = operation_name(method, key, params, headers)
+        ctx = _Ctx(self, request, request_id, bucket, key, params, headers, principal, method, operation)
         if key:
             return await ctx.object_op()
         return await ctx.bucket_op()
@@ -303,7 +358,8 @@ class OssApp:
 class _Ctx:
     """One request being answered."""
 
-    def __init__(self, app: OssApp, request, request_id, bucket: Bucket, key, params, headers, principal, method):
+    def __init__(self, app: OssApp, request, request_id, bucket: Bucket, key, params, headers, principal, method,
+                 operation: str | None):  # fmt: skip
         self.app = app
         self.state = app.state
         self.request = request
@@ -314,50 +370,49 @@ class _Ctx:
         self.headers = headers
         self.principal = principal
         self.method = method
+        self.operation = operation
 
-    def authorize(self, action: str, key: str | None) -> None:
+    def authorize(self) -> None:
+        """Refuse the operation when the bucket policy denies it to this principal."""
+        action = _POLICY_ACTION.get(self.operation, f"oss:{self.operation}")
+        if action is None:
+            return
+        key = self.key or None
         if policy.is_denied(self.bucket.policy, self.principal, action, self.bucket.name, key, self.bucket.region):
             raise OssError(403, "AccessDenied", POLICY_DENIED)
 
     # -- bucket level -------------------------------------------------------------------
 
     async def bucket_op(self) -> Response:
-        p, m = self.params, self.method
-        if m == "GET" and "stat" in p:
-            self.authorize("oss:GetBucketStat", None)
-            return self.get_bucket_stat()
-        if m == "GET" and "bucketInfo" in p:
-            self.authorize("oss:GetBucketInfo", None)
-            return self.get_bucket_info()
-        if m == "GET" and "location" in p:
-            self.authorize("oss:GetBucketLocation", None)
-            return _xml(_el("LocationConstraint", f"oss-{self.bucket.region}"), self.rid)
-        if m == "GET" and "versioning" in p:
-            self.authorize("oss:GetBucketVersioning", None)
-            status = _el("Status", self.bucket.versioning) if self.bucket.versioning else ""
-            return _xml(f"<VersioningConfiguration>{status}</VersioningConfiguration>", self.rid)
-        if m == "GET" and "lifecycle" in p:
-            self.authorize("oss:GetBucketLifecycle", None)
-            return self.get_bucket_lifecycle()
-        if "policy" in p:
-            # the bucket owner manages the policy; policy statements never lock it out
-            if m == "GET":
-                return self.get_bucket_policy()
-            if m == "PUT":
-                return await self.put_bucket_policy()
-            if m == "DELETE":
-                self.bucket.policy = None
-                return _empty(self.rid, 204)
-        if m == "GET" and "versions" in p:
-            self.authorize("oss:ListObjectVersions", None)
-            return self.list_object_versions()
-        if m == "GET" and p.get("list-type") == "2":
-            self.authorize("oss:ListObjects", None)
-            return self.list_objects_v2()
-        if m == "GET" and not (set(p) & oss_signing.V1_SUBRESOURCES):
-            self.authorize("oss:ListObjects", None)
-            return self.list_objects()
-        raise OssError(501, "NotImplemented", f"The emulator does not implement {m} on a bucket with {sorted(p)}.")
+        op = self.operation
+        if op is None:
+            raise OssError(
+                501, "NotImplemented", f"The emulator does not implement {self.method} on a bucket with {sorted(self.params)}."
+            )
+        self.authorize()
+        if op == "PutBucketPolicy":
+            return await self.put_bucket_policy()
+        if op == "DeleteBucketPolicy":
+            self.bucket.policy = None
+            return _empty(self.rid, 204)
+        return {
+            "GetBucketStat": self.get_bucket_stat,
+            "GetBucketInfo": self.get_bucket_info,
+            "GetBucketLocation": self.get_bucket_location,
+            "GetBucketVersioning": self.get_bucket_versioning,
+            "GetBucketLifecycle": self.get_bucket_lifecycle,
+            "GetBucketPolicy": self.get_bucket_policy,
+            "ListObjectVersions": self.list_object_versions,
+            "ListObjectsV2": self.list_objects_v2,
+            "ListObjects": self.list_objects,
+        }[op]()
+
+    def get_bucket_location(self) -> Response:
+        return _xml(_el("LocationConstraint", f"oss-{self.bucket.region}"), self.rid)
+
+    def get_bucket_versioning(self) -> Response:
+        status = _el("Status", self.bucket.versioning) if self.bucket.versioning else ""
+        return _xml(f"<VersioningConfiguration>{status}</VersioningConfiguration>", self.rid)
 
     def get_bucket_stat(self) -> Response:
         st = self.bucket.stat()
@@ -555,23 +610,24 @@ class _Ctx:
     # -- object level -------------------------------------------------------------------
 
     async def object_op(self) -> Response:
-        m, p = self.method, self.params
-        unsupported = set(p) & (oss_signing.V1_SUBRESOURCES - {"versionId"} - {k for k in p if k.startswith("response-")})
+        op = self.operation
+        unsupported = _unsupported_object_subresources(self.params)
         if unsupported:
             raise OssError(501, "NotImplemented", f"The emulator does not implement object sub-resources {sorted(unsupported)}.")
-        if m == "PUT":
-            if "x-oss-copy-source" in self.headers:
-                raise OssError(501, "NotImplemented", "The emulator does not implement CopyObject.")
+        if op == "CopyObject":
+            raise OssError(501, "NotImplemented", "The emulator does not implement CopyObject.")
+        if op is None:
+            raise OssError(
+                405, "MethodNotAllowed", f"The specified method {self.method} is not allowed against this resource."
+            )
+        self.authorize()
+        if op == "PutObject":
             return await self.put_object()
-        if m in ("GET", "HEAD"):
-            self.authorize("oss:GetObject", self.key)
-            return self.get_object(head=m == "HEAD")
-        if m == "DELETE":
+        if op == "DeleteObject":
             return self.delete_object()
-        raise OssError(405, "MethodNotAllowed", f"The specified method {m} is not allowed against this resource.")
+        return self.get_object(head=op == "HeadObject")
 
     async def put_object(self) -> Response:
-        self.authorize("oss:PutObject", self.key)
         if self.headers.get("x-oss-forbid-overwrite", "").strip('"').lower() == "true" and self.bucket.current(self.key):
             raise OssError(409, "FileAlreadyExists", "The object you specified already exists and can not be overwritten.")
         data = await self.request.body()
@@ -651,7 +707,6 @@ class _Ctx:
         return Response(content, status_code=200, headers=headers)
 
     def delete_object(self) -> Response:
-        self.authorize("oss:DeleteObject", self.key)
         version_id = self.params.get("versionId")
         headers: dict[str, str] = {}
         if version_id is not None:

@@ -158,7 +158,7 @@ class EmulatorProcess:
         return self._call("POST", "clock/advance", {"days": days})
 
     def set_faults(self, **changes: Any) -> dict:
-        """Partial update: fault_rate, latency_ms, qps, gc_fail_after_tags, seed."""
+        """Partial update: fault_rate, latency_ms, qps, gc_fail_after_tags, seed, hold ({"action", "skip"} or None)."""
         return self._call("POST", "faults", changes)
 
     def truth(self) -> dict:

@@ -66,6 +66,7 @@ def build(dataset: ds.Dataset, options: ServerOptions) -> Emulator:
         "fault_rate": options.fault_rate,
         "seed": options.seed,
         "gc_fail_after_tags": None,
+        "hold": None,
     }
     faults = FaultSettings(
         latency_ms=options.latency_ms, qps=options.qps, fault_rate=options.fault_rate, seed=options.seed
@@ -79,9 +80,12 @@ def build(dataset: ds.Dataset, options: ServerOptions) -> Emulator:
             Mount("/", app=acr_wire.create_app(state, gc)),
         ]
     )
-    acr_app = FaultMiddleware(acr, faults, ServiceErrors(acr_wire.error_response, ACR_THROTTLE), "acr")
+    acr_app = FaultMiddleware(
+        acr, faults, ServiceErrors(acr_wire.error_response, ACR_THROTTLE), "acr", acr_wire.action_of
+    )
     oss_app = FaultMiddleware(
-        oss_wire.create_app(state), faults, ServiceErrors(oss_wire.error_response, OSS_THROTTLE), "oss"
+        oss_wire.create_app(state), faults, ServiceErrors(oss_wire.error_response, OSS_THROTTLE), "oss",
+        oss_wire.operation_of,
     )
     return Emulator(state, faults, gc, acr_app, oss_app)
 
