@@ -26,43 +26,66 @@ def fail(message: str, code: int = 2) -> None:
 
 @emulator_app.command("serve")
 def emulator_serve(
-    dataset: Path = typer.Option(..., "--dataset", help="dataset JSON (see DESIGN section 10)"),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="dataset JSON (see DESIGN section 10)"),
+    restore: Optional[Path] = typer.Option(
+        None, "--restore", help="start from a GET /_emulator/dump document instead of a dataset"
+    ),
     host: str = typer.Option("127.0.0.1", "--host"),
     acr_port: int = typer.Option(9101, "--acr-port", help="0 picks a free port"),
     oss_port: int = typer.Option(9102, "--oss-port", help="0 picks a free port"),
-    day_seconds: float = typer.Option(86400.0, "--day-seconds", help="real seconds per emulated day"),
-    latency_ms: float = typer.Option(0.0, "--latency-ms"),
-    qps: float = typer.Option(0.0, "--qps", help="requests per second before throttling; 0: no limit"),
-    fault_rate: float = typer.Option(0.0, "--fault-rate", help="share of requests answered 503 or dropped"),
-    seed: int = typer.Option(0, "--seed"),
+    day_seconds: Optional[float] = typer.Option(None, "--day-seconds", help="real seconds per emulated day [86400]"),
+    latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help="[0]"),
+    qps: Optional[float] = typer.Option(None, "--qps", help="requests per second before throttling; 0: no limit [0]"),
+    fault_rate: Optional[float] = typer.Option(None, "--fault-rate", help="share of requests answered 503 or dropped [0]"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="[0]"),
     gc_tags_per_second: float = typer.Option(200.0, "--gc-tags-per-second"),
 ) -> None:
-    """Serve the emulator; prints one JSON line with the endpoints when ready."""
-    from acr_gc.emulator.dataset import load_dataset
-    from acr_gc.emulator.server import ServerOptions, serve
+    """Serve the emulator; prints one JSON line with the endpoints when ready.
 
-    try:
-        data = load_dataset(dataset)
-    except ValueError as exc:
-        fail(_first_error(exc))
-    if not 0 <= fault_rate < 1:
-        fail("--fault-rate must be in [0, 1)")
-    if day_seconds <= 0:
-        fail("--day-seconds must be positive")
-    serve(
-        data,
-        ServerOptions(
-            host=host,
-            acr_port=acr_port,
-            oss_port=oss_port,
-            day_seconds=day_seconds,
-            latency_ms=latency_ms,
-            qps=qps,
-            fault_rate=fault_rate,
-            seed=seed,
-            gc_tags_per_second=gc_tags_per_second,
-        ),
+    With --restore the clock and the fault settings come from the dump, so the flags that
+    set them are refused there (change faults afterwards with POST /_emulator/faults)."""
+    from acr_gc.emulator.dataset import Dataset, load_dataset
+    from acr_gc.emulator.server import ServerOptions, serve
+    from acr_gc.emulator.state import InvalidDump
+
+    if (dataset is None) == (restore is None):
+        fail("give exactly one of --dataset FILE and --restore FILE")
+    state_flags = {"--day-seconds": day_seconds, "--latency-ms": latency_ms, "--qps": qps,
+                   "--fault-rate": fault_rate, "--seed": seed}  # fmt: skip
+    dump = None
+    if restore is not None:
+        given = [flag for flag, value in state_flags.items() if value is not None]
+        if given:
+            fail(f"{given[0]} cannot be combined with --restore: the dump carries the clock and the fault settings")
+        try:
+            dump = json.loads(restore.read_text(encoding="utf-8"))
+            data = Dataset.model_validate(dump["start_dataset"])
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            fail(_first_error(exc).replace("invalid dataset", f"invalid dump {restore}"))
+    else:
+        try:
+            data = load_dataset(dataset)
+        except ValueError as exc:
+            fail(_first_error(exc))
+    options = ServerOptions(
+        host=host,
+        acr_port=acr_port,
+        oss_port=oss_port,
+        day_seconds=86400.0 if day_seconds is None else day_seconds,
+        latency_ms=latency_ms or 0.0,
+        qps=qps or 0.0,
+        fault_rate=fault_rate or 0.0,
+        seed=seed or 0,
+        gc_tags_per_second=gc_tags_per_second,
     )
+    if not 0 <= options.fault_rate < 1:
+        fail("--fault-rate must be in [0, 1)")
+    if options.day_seconds <= 0:
+        fail("--day-seconds must be positive")
+    try:
+        serve(data, options, restore=dump)
+    except InvalidDump as exc:
+        fail(f"{restore}: {exc}")
 
 
 def _first_error(exc: Exception) -> str:

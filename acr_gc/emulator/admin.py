@@ -2,7 +2,7 @@
 
 ``reset`` · ``load`` · ``clock/advance`` · ``faults`` · ``truth`` (DESIGN section 10), plus
 ``objects/{bucket}`` (current and noncurrent object versions) for tests that check the
-exact objects GC deleted. Storage-size answers apply due lifecycle expiry first, as OSS
+exact objects GC deleted, and ``dump``/``restore`` (the whole state, across a restart). Storage-size answers apply due lifecycle expiry first, as OSS
 would have done by then.
 """
 
@@ -78,13 +78,11 @@ def truth(state, gc: GcService, faults: FaultSettings) -> dict:
     }
 
 
-def create_app(state, gc: GcService, faults: FaultSettings, initial_faults: dict) -> Starlette:
+def create_app(state, gc: GcService, faults: FaultSettings) -> Starlette:
     async def reset(request: Request) -> JSONResponse:
         gc.abort_all()
         state.reset()
-        faults.update(dict(initial_faults))
-        faults.request_counts.clear()
-        faults.fault_counts.clear()
+        faults.reset()
         return JSONResponse({"ok": True, "clock": state.now().isoformat()})
 
     async def load(request: Request) -> JSONResponse:
@@ -126,6 +124,16 @@ def create_app(state, gc: GcService, faults: FaultSettings, initial_faults: dict
     async def get_truth(request: Request) -> JSONResponse:
         return JSONResponse(truth(state, gc, faults))
 
+    async def dump(request: Request) -> JSONResponse:
+        return JSONResponse(state.dump())
+
+    async def restore(request: Request) -> JSONResponse:
+        try:
+            state.restore(await _json(request))
+        except ValueError as exc:
+            return _bad(str(exc))
+        return JSONResponse({"ok": True, "clock": state.now().isoformat().replace("+00:00", "Z")})
+
     async def objects(request: Request) -> JSONResponse:
         try:
             bucket = state.storage.bucket(request.path_params["bucket"])
@@ -147,6 +155,8 @@ def create_app(state, gc: GcService, faults: FaultSettings, initial_faults: dict
             Route("/clock/advance", advance, methods=["POST"]),
             Route("/faults", set_faults, methods=["GET", "POST"]),
             Route("/truth", get_truth, methods=["GET"]),
+            Route("/dump", dump, methods=["GET"]),
+            Route("/restore", restore, methods=["POST"]),
             Route("/objects/{bucket}", objects, methods=["GET"]),
         ]
     )

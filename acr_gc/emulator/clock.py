@@ -34,3 +34,15 @@ class EmulatedClock:
         self._start = start.astimezone(timezone.utc)
         self._real_start = self._monotonic()
         self._offset = timedelta()
+
+    @property
+    def day_seconds(self) -> float:
+        return 86400.0 / self._speed
+
+    def to_dump(self) -> dict:
+        return {"now": self.now().isoformat(), "day_seconds": self.day_seconds}
+
+    @classmethod
+    def from_dump(cls, doc: dict) -> "EmulatedClock":
+        """A clock that goes on from the dumped emulated time at the dumped speed."""
+        return cls(datetime.fromisoformat(doc["now"]), float(doc["day_seconds"]))

@@ -67,9 +67,17 @@ class FaultSettings:
     rng: random.Random = field(init=False, repr=False)
     request_counts: Counter = field(default_factory=Counter, repr=False)
     fault_counts: Counter = field(default_factory=Counter, repr=False)
+    start: dict = field(init=False, repr=False)  # what /_emulator/reset goes back to
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self.start = self.settings()
+
+    def reset(self) -> None:
+        """Back to the start settings (a hold is released), counts cleared."""
+        self.update(dict(self.start))
+        self.request_counts.clear()
+        self.fault_counts.clear()
 
     def update(self, changes: dict) -> None:
         """Partial update from the admin endpoint; unknown keys or bad values raise ValueError."""
@@ -107,7 +115,8 @@ class FaultSettings:
             self.hold.released.set()
             self.hold = None
 
-    def as_dict(self) -> dict:
+    def settings(self) -> dict:
+        """The settings, in the form ``update`` takes."""
         return {
             "latency_ms": self.latency_ms,
             "qps": self.qps,
@@ -115,9 +124,48 @@ class FaultSettings:
             "seed": self.seed,
             "gc_fail_after_tags": self.gc_fail_after_tags,
             "hold": None if self.hold is None else {"action": self.hold.action, "skip": self.hold.skip},
+        }
+
+    def as_dict(self) -> dict:
+        """The settings and what the hold is doing now."""
+        return self.settings() | {
             "held": 0 if self.hold is None else self.hold.held,
             "hold_matched": 0 if self.hold is None else self.hold.matched,
         }
+
+    # ---- dump and restore -----------------------------------------------------------
+
+    def to_dump(self) -> dict:
+        """Settings, the random source's exact position, the start settings and the counts.
+
+        Held requests belong to connections and are not state: only how many matched."""
+        version, internal, gauss = self.rng.getstate()
+        return {
+            "settings": self.settings(),
+            "hold_matched": 0 if self.hold is None else self.hold.matched,
+            "rng": [version, list(internal), gauss],
+            "start": dict(self.start),
+            "request_counts": dict(self.request_counts),
+            "fault_counts": dict(self.fault_counts),
+        }
+
+    def restore(self, doc: dict) -> None:
+        """Become the dumped settings; raises ValueError/TypeError/KeyError before changing anything.
+
+        (Restoring into a throwaway ``FaultSettings()`` is how a dump is checked.)"""
+        FaultSettings().update(doc["start"])
+        FaultSettings().update(doc["settings"])
+        version, internal, gauss = doc["rng"]
+        rng_state = (int(version), tuple(int(x) for x in internal), gauss)
+        random.Random().setstate(rng_state)
+        matched = int(doc["hold_matched"])
+        counts = {name: Counter({str(k): int(v) for k, v in doc[name].items()}) for name in ("request_counts", "fault_counts")}
+        self.update(doc["settings"])
+        if self.hold is not None:
+            self.hold.matched = matched
+        self.rng.setstate(rng_state)
+        self.start = dict(doc["start"])
+        self.request_counts, self.fault_counts = counts["request_counts"], counts["fault_counts"]
 
 
 class TokenBucket:

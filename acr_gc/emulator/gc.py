@@ -10,6 +10,10 @@ a real long GC does (tags disappear from ListRepoTag while it runs).
 One active (PENDING or RUNNING) task per instance. Cancel stops it between two tag
 deletions: deleted tags stay deleted and there is no sweep. The fault setting
 ``gc_fail_after_tags`` turns a task FAILED once it has deleted that many tags.
+
+A running task keeps the tags it has still to delete on the task itself (``pending``),
+so a dump taken mid-run carries them and the restored emulator goes on from there
+(``resume_active``) to the same end as an uninterrupted task.
 GC deletes through the storage backend directly: it is the registry's own service role,
 which a bucket policy never denies.
 """
@@ -18,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass, field, fields
 
 from acr_gc.emulator.registry import NotFound, epoch_ms
 from acr_gc.emulator.retention import expired_tags
@@ -51,6 +56,8 @@ class GcTask:
     finish_ms: int | None = None
     error: str | None = None
     deleted_tags: list[str] = field(default_factory=list, repr=False)
+    # (repo, tag record) still to delete, oldest first; filled when the task starts RUNNING
+    pending: deque = field(default_factory=deque, repr=False)
 
     def to_api(self) -> dict:
         body = {
@@ -68,6 +75,26 @@ class GcTask:
         if self.error:
             body["ErrorMessage"] = self.error
         return body
+
+    def to_dump(self) -> dict:
+        doc = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "pending"}
+        doc["deleted_tags"] = list(self.deleted_tags)
+        doc["pending"] = [[repo.full_name, record.tag] for repo, record in self.pending]
+        return doc
+
+    @classmethod
+    def from_dump(cls, doc: dict, inst) -> "GcTask":
+        """``inst`` is the restored instance record the pending tags are looked up in."""
+        if doc["state"] not in ACTIVE + FINAL:
+            raise ValueError(f"GC task {doc['task_id']}: state {doc['state']!r}")
+        task = cls(**{k: v for k, v in doc.items() if k != "pending"})
+        repos = {repo.full_name: repo for repo in inst.repos}
+        for full_name, tag in doc["pending"]:
+            repo = repos[full_name]
+            record = repo.tags.get(tag)
+            if record is not None:  # a tag gone already is one the task would have skipped
+                task.pending.append((repo, record))
+        return task
 
 
 class GcService:
@@ -111,10 +138,13 @@ class GcService:
             create_ms=epoch_ms(self.state.now()),
         )
         inst.gc_tasks.append(task)
+        self._launch(inst, task)
+        return task
+
+    def _launch(self, inst, task: GcTask) -> None:
         runner = asyncio.get_running_loop().create_task(self._run(inst, task))
         self._runners.add(runner)
         runner.add_done_callback(self._runners.discard)
-        return task
 
     def get(self, instance_id: str, task_id: str) -> GcTask:
         inst = self.state.registry.instance(instance_id)
@@ -137,10 +167,25 @@ class GcService:
         return task
 
     def abort_all(self) -> None:
-        """Stop every runner (used before reset/load replaces the registry)."""
+        """Stop every runner (used before reset/load/restore replaces the registry)."""
         for runner in list(self._runners):
             runner.cancel()
         self._runners.clear()
+
+    def resume_active(self) -> None:
+        """Run the PENDING and RUNNING tasks of a restored registry on to their end."""
+        for inst in self.state.registry.instances.values():
+            for task in inst.gc_tasks:
+                if task.state in ACTIVE:
+                    self._launch(inst, task)
+
+    # ---- dump and restore -----------------------------------------------------------
+
+    def dump_tasks(self) -> dict[str, list[dict]]:
+        return {
+            inst.instance_id: [task.to_dump() for task in inst.gc_tasks]
+            for inst in self.state.registry.instances.values()
+        }
 
     # ---- the runner -----------------------------------------------------------------
 
@@ -156,31 +201,33 @@ class GcService:
         return limit is not None and task.tags_deleted >= limit
 
     async def _run(self, inst, task: GcTask) -> None:
+        """Start a PENDING task, or go on with a RUNNING one (restored from a dump)."""
         registry = self.state.registry
         try:
             await asyncio.sleep(0)
-            if task.state != "PENDING":
+            if task.state == "PENDING":
+                task.state = "RUNNING"
+                task.pending = deque(
+                    (repo, record)
+                    for repo in list(inst.repos)
+                    for record in reversed(expired_tags(repo, inst.lifecycle_rules))  # oldest first
+                )
+                task.tags_planned = len(task.pending)
+            if task.state != "RUNNING":
                 return
-            task.state = "RUNNING"
-            plan = [
-                (repo, record)
-                for repo in list(inst.repos)
-                for record in reversed(expired_tags(repo, inst.lifecycle_rules))  # oldest first
-            ]
-            task.tags_planned = len(plan)
             loop = asyncio.get_running_loop()
             started = loop.time()
             rate = self.tags_per_second
-            done = 0
-            while done < len(plan):
-                due = min(len(plan), max(done + 1, int((loop.time() - started) * rate)))
-                while done < due:
+            done = 0  # by this runner, for the pace
+            while task.pending:
+                due = max(done + 1, int((loop.time() - started) * rate))
+                while done < due and task.pending:
                     if task.state != "RUNNING":
                         return
                     if self._should_fail(task):
                         self._finish(task, "FAILED", f"injected fault after {task.tags_deleted} tag deletions")
                         return
-                    repo, record = plan[done]
+                    repo, record = task.pending.popleft()
                     done += 1
                     if repo.tags.get(record.tag) is not record:
                         continue  # deleted (or re-pushed) by someone else meanwhile
@@ -189,8 +236,8 @@ class GcService:
                     task.objects_deleted += objects
                     task.bytes_deleted += freed
                     task.deleted_tags.append(f"{repo.full_name}:{record.tag}")
-                    task.progress = min(99, task.tags_deleted * 100 // len(plan))
-                if done < len(plan):
+                    task.progress = min(99, task.tags_deleted * 100 // task.tags_planned)
+                if task.pending:
                     await asyncio.sleep(max(1.0 / rate, 0.005))
                     if task.state != "RUNNING":
                         return
@@ -207,3 +254,12 @@ class GcService:
             raise
         except Exception as exc:  # a bug must show as a failed task, not a silent hang
             self._finish(task, "FAILED", f"{type(exc).__name__}: {exc}")
+
+
+def restore_tasks(registry, doc: dict[str, list[dict]]) -> None:
+    """Attach dumped tasks to the instances of a restored registry (not yet live: nothing runs)."""
+    for instance_id, tasks in doc.items():
+        inst = registry.instance(instance_id)
+        inst.gc_tasks = [GcTask.from_dump(task, inst) for task in tasks]
+        if sum(task.state in ACTIVE for task in inst.gc_tasks) > 1:
+            raise ValueError(f"instance {instance_id}: more than one active GC task")

@@ -5,9 +5,15 @@
         emu.oss_endpoint            # "127.0.0.1:PORT" for the OSS SDK (endpoint_type='ip')
         emu.load({...}); emu.advance_clock(3); emu.set_faults(fault_rate=0.2); emu.truth()
 
-The process gets free ports (``--acr-port 0 --oss-port 0``), its ready line is read from
-stdout, its stderr goes to a log file (``emu.log_path``) so a chatty server never blocks
-on a full pipe, and it is terminated (then killed) on exit.
+The process gets free ports (``--acr-port 0 --oss-port 0``) unless told which, its ready
+line is read from stdout, its stderr goes to a log file (``emu.log_path``) so a chatty
+server never blocks on a full pipe, and it is terminated (then killed) on exit.
+
+A restart with the state kept, on the same ports (what a client sees as a few seconds of
+downtime)::
+
+    path.write_text(json.dumps(emu.dump())); emu.stop()
+    EmulatorProcess(restore=path, acr_port=emu.acr_port, oss_port=emu.oss_port).start()
 """
 
 from __future__ import annotations
@@ -31,9 +37,12 @@ class EmulatorError(RuntimeError):
 class EmulatorProcess:
     def __init__(
         self,
-        dataset: str | Path | dict,
+        dataset: str | Path | dict | None = None,
         *,
+        restore: str | Path | None = None,
         host: str = "127.0.0.1",
+        acr_port: int = 0,
+        oss_port: int = 0,
         day_seconds: float | None = None,
         latency_ms: float | None = None,
         qps: float | None = None,
@@ -43,17 +52,24 @@ class EmulatorProcess:
         startup_timeout: float = 30.0,
         python: str = sys.executable,
     ):
+        if (dataset is None) == (restore is None):
+            raise ValueError("give exactly one of dataset and restore (a dump file)")
         self._tmp = tempfile.TemporaryDirectory(prefix="acr-gc-emulator-")
         if isinstance(dataset, dict):
             path = Path(self._tmp.name) / "dataset.json"
             path.write_text(json.dumps(dataset), encoding="utf-8")
             dataset = path
-        self.dataset_path = Path(dataset)
+        self.dataset_path = None if dataset is None else Path(dataset)
+        self.restore_path = None if restore is None else Path(restore)
         self.log_path = Path(self._tmp.name) / "emulator.log"
         self.host = host
         self.startup_timeout = startup_timeout
-        args = [python, "-m", "acr_gc.cli", "emulator", "serve", "--dataset", str(self.dataset_path)]
-        args += ["--host", host, "--acr-port", "0", "--oss-port", "0"]
+        args = [python, "-m", "acr_gc.cli", "emulator", "serve"]
+        if self.restore_path is not None:
+            args += ["--restore", str(self.restore_path)]
+        else:
+            args += ["--dataset", str(self.dataset_path)]
+        args += ["--host", host, "--acr-port", str(acr_port), "--oss-port", str(oss_port)]
         for flag, value in (
             ("--day-seconds", day_seconds),
             ("--latency-ms", latency_ms),
@@ -163,6 +179,13 @@ class EmulatorProcess:
 
     def truth(self) -> dict:
         return self._call("GET", "truth")
+
+    def dump(self) -> dict:
+        """The complete state (GET /_emulator/dump), for ``restore`` here or in a new process."""
+        return self._call("GET", "dump")
+
+    def restore(self, document: dict) -> dict:
+        return self._call("POST", "restore", document)
 
     def objects(self, bucket: str) -> dict:
         """{"current": [{key, size, version_id}], "noncurrent": [...]} of one bucket."""

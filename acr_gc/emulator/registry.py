@@ -73,6 +73,14 @@ class TagRecord:
         self.layers = layers
         self.size = size
 
+    def to_dump(self) -> list:
+        return [self.tag, self.digest, self.updated_ms, list(self.layers), self.size]
+
+    @classmethod
+    def from_dump(cls, doc: list) -> "TagRecord":
+        tag, digest, updated_ms, layers, size = doc
+        return cls(str(tag), str(digest), int(updated_ms), tuple(map(str, layers)), int(size))
+
     @property
     def image_id(self) -> str:
         # the image id is the config digest in real ACR; a stable stand-in derived from the digest
@@ -117,6 +125,25 @@ class RepoRecord:
     @property
     def modified_ms(self) -> int:
         return max((t.updated_ms for t in self.tags.values()), default=self.created_ms)
+
+    def to_dump(self) -> dict:
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "created_ms": self.created_ms,
+            "source_code": None if self.source_code is None else self.source_code.model_dump(),
+            "build_rules": [rule.model_dump() for rule in self.build_rules],
+            "sync_rules": [rule.model_dump() for rule in self.sync_rules],
+            "tags": [record.to_dump() for record in self.tags.values()],
+        }
+
+    @classmethod
+    def from_dump(cls, instance_id: str, doc: dict) -> "RepoRecord":
+        spec = ds.Repository.model_validate({k: v for k, v in doc.items() if k not in ("created_ms", "tags")})
+        repo = cls(instance_id, spec, int(doc["created_ms"]))
+        for record in doc["tags"]:
+            repo.add(TagRecord.from_dump(record))
+        return repo
 
 
 class ChartRepoRecord:
@@ -172,6 +199,46 @@ class InstanceRecord:
     def tag_count(self) -> int:
         return sum(len(r.tags) for r in self.repos)
 
+    def add_repo(self, repo: RepoRecord) -> None:
+        """Append a repository (callers add them in (namespace, name) order)."""
+        if (repo.namespace, repo.name) in self.repos_by_name:
+            raise ValueError(f"instance {self.instance_id}: repository {repo.full_name} given twice")
+        self.repos.append(repo)
+        self.repos_by_id[repo.repo_id] = repo
+        self.repos_by_name[(repo.namespace, repo.name)] = repo
+
+    def to_dump(self) -> dict:
+        """Everything but the GC tasks (``gc`` dumps those); charts and rules in their dataset form,
+        from which their records and ids are derived again."""
+        return {
+            "instance_id": self.instance_id,
+            "name": self.name,
+            "region": self.region,
+            "gc_whitelisted": self.gc_whitelisted,
+            "bucket": self.bucket_name,
+            "created_ms": self.created_ms,
+            "namespaces": list(self.namespaces),
+            "charts": [
+                {"namespace": c.namespace, "name": c.name, "versions": [v.model_dump() for v in c.versions]}
+                for c in self.charts
+            ],
+            "lifecycle_rules": [
+                {"scope": r.scope, "namespace": r.namespace, "repo": r.repo,
+                 "retention_tag_count": r.retention_tag_count, "tag_regexp": r.tag_regexp,
+                 "enable_delete_tag": r.enable_delete_tag}
+                for r in self.lifecycle_rules
+            ],  # fmt: skip
+            "repos": [repo.to_dump() for repo in self.repos],
+        }
+
+    @classmethod
+    def from_dump(cls, doc: dict) -> "InstanceRecord":
+        spec = ds.Instance.model_validate({k: v for k, v in doc.items() if k not in ("created_ms", "repos")})
+        inst = cls(spec, int(doc["created_ms"]))
+        for repo in doc["repos"]:
+            inst.add_repo(RepoRecord.from_dump(inst.instance_id, repo))
+        return inst
+
 
 class Registry:
     """All instances, plus the manifest → layers index shared by the instances of a bucket."""
@@ -193,8 +260,7 @@ class Registry:
             manifests = reg.manifests.setdefault(spec.bucket, {})
             for rspec in sorted(spec.repositories, key=lambda r: (r.namespace, r.name)):
                 repo = RepoRecord(spec.instance_id, rspec, created_ms)
-                if (repo.namespace, repo.name) in inst.repos_by_name:
-                    raise ValueError(f"instance {spec.instance_id}: repository {repo.full_name} given twice")
+                inst.add_repo(repo)
                 for tspec in rspec.tags:
                     layers = tuple(tspec.layers)
                     known = manifests.get(tspec.digest)
@@ -206,12 +272,27 @@ class Registry:
                     bucket.put_object(
                         link_key(repo.namespace, repo.name, tspec.tag), now, data=tspec.digest.encode()
                     )
-                inst.repos.append(repo)
-                inst.repos_by_id[repo.repo_id] = repo
-                inst.repos_by_name[(repo.namespace, repo.name)] = repo
             for chart in inst.charts:
                 for version in chart.versions:
                     bucket.put_object(chart_key(chart.namespace, chart.name, version.version), now, size=version.size)
+            reg.instances[inst.instance_id] = inst
+        return reg
+
+    def to_dump(self) -> dict:
+        return {
+            "layer_sizes": dict(self.layer_sizes),
+            "manifests": {b: {d: list(layers) for d, layers in m.items()} for b, m in self.manifests.items()},
+            "instances": [inst.to_dump() for inst in self.instances.values()],
+        }
+
+    @classmethod
+    def from_dump(cls, doc: dict, storage: Storage) -> "Registry":
+        reg = cls(storage, {str(k): int(v) for k, v in doc["layer_sizes"].items()})
+        reg.manifests = {
+            str(b): {str(d): tuple(map(str, layers)) for d, layers in m.items()} for b, m in doc["manifests"].items()
+        }
+        for inst in map(InstanceRecord.from_dump, doc["instances"]):
+            storage.bucket(inst.bucket_name)  # the bucket must exist
             reg.instances[inst.instance_id] = inst
         return reg
 

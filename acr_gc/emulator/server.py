@@ -60,14 +60,6 @@ class Emulator:
 def build(dataset: ds.Dataset, options: ServerOptions) -> Emulator:
     """The two ASGI apps over one shared state (no sockets; usable in-process too)."""
     state = EmulatorState(dataset, day_seconds=options.day_seconds)
-    initial = {
-        "latency_ms": options.latency_ms,
-        "qps": options.qps,
-        "fault_rate": options.fault_rate,
-        "seed": options.seed,
-        "gc_fail_after_tags": None,
-        "hold": None,
-    }
     faults = FaultSettings(
         latency_ms=options.latency_ms, qps=options.qps, fault_rate=options.fault_rate, seed=options.seed
     )
@@ -76,7 +68,7 @@ def build(dataset: ds.Dataset, options: ServerOptions) -> Emulator:
     state.gc = gc
     acr = Starlette(
         routes=[
-            Mount("/_emulator", app=admin.create_app(state, gc, faults, initial)),
+            Mount("/_emulator", app=admin.create_app(state, gc, faults)),
             Mount("/", app=acr_wire.create_app(state, gc)),
         ]
     )
@@ -115,8 +107,12 @@ def _endpoint(host: str, sock: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def serve_async(dataset: ds.Dataset, options: ServerOptions) -> None:
+async def serve_async(dataset: ds.Dataset, options: ServerOptions, restore: dict | None = None) -> None:
+    """Serve ``dataset``, or with ``restore`` the state of a dump (``InvalidDump`` before any
+    socket is bound when it cannot be restored)."""
     emulator = build(dataset, options)
+    if restore is not None:
+        emulator.state.restore(restore)
     acr_sock = _bind(options.host, options.acr_port)
     oss_sock = _bind(options.host, options.oss_port)
     servers = []
@@ -162,6 +158,6 @@ async def serve_async(dataset: ds.Dataset, options: ServerOptions) -> None:
         emulator.gc.abort_all()
 
 
-def serve(dataset: ds.Dataset, options: ServerOptions) -> None:
+def serve(dataset: ds.Dataset, options: ServerOptions, restore: dict | None = None) -> None:
     """Run until SIGINT/SIGTERM."""
-    asyncio.run(serve_async(dataset, options))
+    asyncio.run(serve_async(dataset, options, restore))

@@ -2,14 +2,26 @@
 
 Wire modules and admin endpoints only ever touch the cloud through this object, and
 only from the server's event loop thread, so no locking is needed.
+
+``dump``/``restore`` carry the complete mutable state across an emulator restart: each
+state class (de)serialises itself; this object assembles the document and swaps a
+restored state in only once every part of it has been read without error.
 """
 
 from __future__ import annotations
 
 from acr_gc.emulator import dataset as ds
 from acr_gc.emulator.clock import EmulatedClock
+from acr_gc.emulator.faults import FaultSettings
+from acr_gc.emulator.gc import restore_tasks
 from acr_gc.emulator.registry import Registry
 from acr_gc.emulator.storage import Storage
+
+DUMP_FORMAT = "acr-gc-emulator-dump/1"
+
+
+class InvalidDump(ValueError):
+    """A document ``restore`` cannot take; the state is unchanged."""
 
 
 class EmulatorState:
@@ -35,3 +47,45 @@ class EmulatorState:
 
     def now(self):
         return self.clock.now()
+
+    # ---- dump and restore (``self.faults`` and ``self.gc`` are attached by ``server.build``) ----
+
+    def dump(self) -> dict:
+        """The complete mutable state as JSON-able data; what ``restore`` takes back.
+
+        ``start_dataset`` is what ``reset`` goes back to, so a restored emulator resets as
+        the dumped one would have. Signature nonces seen are not kept (a client retries
+        with a fresh one anyway)."""
+        self.storage.apply_lifecycle(self.now())
+        return {
+            "format": DUMP_FORMAT,
+            "clock": self.clock.to_dump(),
+            "start_dataset": self.dataset.model_dump(mode="json"),
+            "credentials": [c.model_dump() for c in self.credentials.values()],
+            "buckets": self.storage.to_dump(),
+            "registry": self.registry.to_dump(),
+            "gc_tasks": self.gc.dump_tasks(),
+            "faults": self.faults.to_dump(),
+        }
+
+    def restore(self, doc: dict) -> None:
+        """Become exactly the dumped state, the clock going on from the dumped time; GC tasks
+        that were running go on in the background. A bad document raises ``InvalidDump``
+        and changes nothing."""
+        try:
+            if doc.get("format") != DUMP_FORMAT:
+                raise ValueError(f"format is {doc.get('format')!r}, expected {DUMP_FORMAT!r}")
+            clock = EmulatedClock.from_dump(doc["clock"])
+            dataset = ds.Dataset.model_validate(doc["start_dataset"])
+            credentials = {c.access_key_id: c for c in map(ds.Credential.model_validate, doc["credentials"])}
+            storage = Storage.from_dump(doc["buckets"])
+            registry = Registry.from_dump(doc["registry"], storage)
+            restore_tasks(registry, doc["gc_tasks"])
+            FaultSettings().restore(doc["faults"])  # a check: this throwaway takes every setting or raises
+        except (LookupError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidDump(f"invalid dump: {type(exc).__name__}: {exc}") from exc
+        self.gc.abort_all()
+        self.clock, self.day_seconds = clock, clock.day_seconds
+        self.dataset, self.credentials, self.storage, self.registry = dataset, credentials, storage, registry
+        self.faults.restore(doc["faults"])
+        self.gc.resume_active()

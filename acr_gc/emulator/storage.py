@@ -8,9 +8,11 @@ GetBucketStat) until a lifecycle rule's noncurrent days have passed.
 
 from __future__ import annotations
 
+import base64
 import bisect
 import hashlib
 import itertools
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -37,6 +39,33 @@ class ObjectVersion:
     def content(self) -> bytes:
         return self.data if self.data is not None else bytes(self.size)
 
+    def to_dump(self) -> dict:
+        return {
+            "version_id": self.version_id,
+            "size": self.size,
+            "last_modified": self.last_modified.isoformat(),
+            "etag": self.etag,
+            "data": None if self.data is None else base64.b64encode(self.data).decode("ascii"),
+            "content_type": self.content_type,
+            "delete_marker": self.delete_marker,
+            "noncurrent_since": None if self.noncurrent_since is None else self.noncurrent_since.isoformat(),
+        }
+
+    @classmethod
+    def from_dump(cls, key: str, doc: dict) -> "ObjectVersion":
+        since = doc["noncurrent_since"]
+        return cls(
+            key=key,
+            version_id=str(doc["version_id"]),
+            size=int(doc["size"]),
+            last_modified=datetime.fromisoformat(doc["last_modified"]),
+            etag=str(doc["etag"]),
+            data=None if doc["data"] is None else base64.b64decode(doc["data"], validate=True),
+            content_type=str(doc["content_type"]),
+            delete_marker=bool(doc["delete_marker"]),
+            noncurrent_since=None if since is None else datetime.fromisoformat(since),
+        )
+
 
 @dataclass
 class BucketStat:
@@ -59,6 +88,13 @@ _version_counter = itertools.count(1)
 
 def _new_version_id() -> str:
     return f"CAEQ{next(_version_counter):012d}"
+
+
+def _continue_version_ids_after(version_ids) -> None:
+    """New version ids must not repeat those a restored bucket already holds."""
+    global _version_counter
+    used = [int(v[4:]) for v in version_ids if v.startswith("CAEQ") and v[4:].isdigit()]
+    _version_counter = itertools.count(max([next(_version_counter), *(n + 1 for n in used)]))
 
 
 @dataclass
@@ -293,6 +329,37 @@ class Bucket:
         self._next_due = next_due if next_due is not None else datetime.max.replace(tzinfo=now.tzinfo)
         self._lifecycle_checked = now
 
+    # ---- dump and restore -------------------------------------------------------------
+
+    def to_dump(self) -> dict:
+        return {
+            "name": self.name,
+            "created": self.created.isoformat(),
+            "region": self.region,
+            "versioning": self.versioning,
+            "lifecycle": [rule.model_dump() for rule in self.lifecycle],
+            "policy": self.policy,
+            "objects": {key: [v.to_dump() for v in versions] for key, versions in self._versions.items()},
+        }
+
+    @classmethod
+    def from_dump(cls, doc: dict) -> "Bucket":
+        if doc["versioning"] not in (None, "Enabled", "Suspended"):
+            raise ValueError(f"bucket {doc['name']}: versioning {doc['versioning']!r}")
+        bucket = cls(
+            name=str(doc["name"]),
+            created=datetime.fromisoformat(doc["created"]),
+            region=str(doc["region"]),
+            versioning=doc["versioning"],
+            lifecycle=[ds.BucketLifecycleRule.model_validate(rule) for rule in doc["lifecycle"]],
+            policy=doc["policy"],
+        )
+        for key, versions in doc["objects"].items():
+            if not versions:
+                raise ValueError(f"bucket {bucket.name}: object {key!r} has no versions")
+            bucket._versions[key] = [ObjectVersion.from_dump(key, v) for v in versions]
+        return bucket
+
     def stat(self) -> BucketStat:
         live_bytes = noncurrent_bytes = live_objects = noncurrent_objects = 0
         for versions in self._versions.values():
@@ -316,8 +383,6 @@ class Storage:
         self.buckets: dict[str, Bucket] = {}
 
     def load(self, buckets: list[ds.Bucket], now: datetime, region_of: dict[str, str] | None = None) -> None:
-        import json
-
         self.buckets = {}
         for spec in buckets:
             bucket = Bucket(
@@ -341,6 +406,19 @@ class Storage:
     def apply_lifecycle(self, now: datetime) -> None:
         for bucket in self.buckets.values():
             bucket.apply_lifecycle(now)
+
+    def to_dump(self) -> list[dict]:
+        """Every bucket with every object version, delete markers included, oldest first per key."""
+        return [bucket.to_dump() for bucket in self.buckets.values()]
+
+    @classmethod
+    def from_dump(cls, doc: list[dict]) -> "Storage":
+        storage = cls()
+        storage.buckets = {b.name: b for b in map(Bucket.from_dump, doc)}
+        _continue_version_ids_after(
+            v.version_id for b in storage.buckets.values() for versions in b._versions.values() for v in versions
+        )
+        return storage
 
 
 class NoSuchBucket(KeyError):

@@ -16,12 +16,11 @@ import time
 import httpx
 import pytest
 from alibabacloud_cr20181201 import models as cr
-from alibabacloud_oss20190517.client import Client as OssClient
-from alibabacloud_tea_openapi import models as open_api_models
-from alibabacloud_tea_openapi.models import OpenApiRequest, Params
 from alibabacloud_tea_util.models import RuntimeOptions
 
 from emulator_kit import AK, SECRET, make_acr_client
+from oss_sdk_kit import oss_call as sdk_call
+from oss_sdk_kit import oss_client
 
 BUCKET = "hold-bucket"
 POLICY = {"Version": "1", "Statement": [{"Effect": "Deny", "Action": ["oss:PutObject"], "Principal": ["*"],
@@ -35,22 +34,11 @@ DATASET = {
 }
 
 
-def oss_client(endpoint: str, **config) -> OssClient:
-    return OssClient(
-        open_api_models.Config(access_key_id=AK, access_key_secret=SECRET, endpoint=endpoint, endpoint_type="ip",
-                               protocol="http", region_id="cn-hangzhou", **config)
-    )  # fmt: skip
+def oss_call(client, action: str, pathname: str, method: str = "GET", body=None, runtime=None) -> dict:
+    return sdk_call(client, BUCKET, action, pathname, method, body, runtime)
 
 
-def oss_call(client: OssClient, action: str, pathname: str, method: str = "GET", body=None, runtime=None) -> dict:
-    params = Params(action=action, pathname=pathname, method=method, style="ROA", auth_type="AK",
-                    body_type="xml" if body is None else "none", req_body_type="xml" if body is None else "json",
-                    version="2019-05-17", protocol="HTTP")  # fmt: skip
-    request = OpenApiRequest(host_map={"bucket": BUCKET}, body=body)
-    return client.execute(params, request, runtime or RuntimeOptions())["body"]
-
-
-def bucket_stat(client: OssClient) -> dict:
+def bucket_stat(client) -> dict:
     return oss_call(client, "GetBucketStat", "/?stat")["BucketStat"]
 
 
