@@ -1,9 +1,11 @@
 """``reclaim_storage``: one instance through the whole procedure (DESIGN section 2).
 
-inventory → plan → gate → whitelist → bucket → baseline sample → freeze → GC → watch →
-thaw → verify → report. Nothing in the cloud changes before every check has passed; the
-freeze is undone on every path out (``finally``, the failure/cancellation/crash hooks,
-and ``acr-gc thaw`` for a process that was killed).
+instance lock → inventory → plan → gate → whitelist → bucket → baseline sample → freeze →
+GC → watch → thaw → verify → report. Nothing in the cloud changes before every check has
+passed; the freeze is undone on every path out (``finally``, the failure/cancellation/
+crash hooks, and ``acr-gc thaw`` for a process that was killed). One run per instance at
+a time (the ledger's instance lock); a run that finds a killed run's GC task takes it
+over, with that run's plan, instead of starting a second one.
 """
 
 import json
@@ -20,7 +22,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from acr_gc.cloud.errors import CloudError
 from acr_gc.config import Config
 from acr_gc.gc import TERMINAL_STATES, make_driver
-from acr_gc.ledger import Ledger, Run
+from acr_gc.ledger import Ledger, Run, Sample
+from acr_gc.ledger.instance_lock import InstanceBusy, InstanceLease, acquire, live_holder
+from acr_gc.ledger.plans import save_plan
 from acr_gc.reports import files
 from acr_gc.reports.summary import (
     ChecksSummary,
@@ -36,10 +40,11 @@ from acr_gc.tasks import inventory as inv
 from acr_gc.tasks.checks import CheckFailed, check_bucket, check_whitelist
 from acr_gc.tasks.freeze import freeze_bucket, outstanding_freezes, thaw_bucket
 from acr_gc.tasks.gc_run import _record as record_gc_status
-from acr_gc.tasks.gc_run import start_gc, watch_gc
+from acr_gc.tasks.gc_run import adopt_gc, start_gc, watch_gc
 from acr_gc.tasks.planning import list_repositories, list_tags, plan_instance_steps
 from acr_gc.tasks.preflight import BadInput, preflight
 from acr_gc.tasks.sampling import sample_bucket, sample_until
+from acr_gc.tasks.takeover import Inherited, take_over_dead_runs
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,7 @@ class UnexpectedDeletions(RuntimeError):
 class _Journal:
     """The run's summary as it grows, mirrored to summary.json and the ledger's run row."""
 
-    def __init__(self, config: Config, ledger: Ledger, run_id: str):
+    def __init__(self, config: Config, ledger: Ledger, run_id: str, state: str = "RUNNING"):
         self.config, self.ledger, self.run_id = config, ledger, run_id
         self.folder = files.run_dir(config.report.out_dir, config.target.instance_id, run_id)
         self.summary = Summary(
@@ -71,7 +76,7 @@ class _Journal:
                     instance_id=config.target.instance_id,
                     bucket=config.target.bucket,
                     region=config.target.region,
-                    state="RUNNING",
+                    state=state,
                     started_at=datetime.now(timezone.utc),
                     flow_run_id=str(ctx.flow_run.id) if ctx and ctx.flow_run else None,
                     out_dir=str(config.report.out_dir),
@@ -100,10 +105,17 @@ class _Journal:
 
 
 def _thaw_hook(flow, flow_run, state) -> None:
-    """Failure, cancellation or crash: whatever happened, the bucket is thawed."""
+    """Failure, cancellation or crash: whatever happened, the bucket is thawed — unless
+    another live run holds the instance (this one was turned away): its freeze is its own."""
     try:
         config = Config.model_validate(flow_run.parameters["config"])
-        report = thaw_bucket(config, Ledger(config.ledger.url))
+        ledger = Ledger(config.ledger.url)
+        holder = live_holder(ledger, config.target.instance_id)
+        if holder is not None:
+            logging.getLogger("acr_gc").info("no thaw after %s: run %s holds the instance", state.type.value,
+                                             holder.run_id)
+            return
+        report = thaw_bucket(config, ledger)
         logging.getLogger("acr_gc").warning("thaw after %s: %s", state.type.value, report.message)
     except Exception as exc:  # a hook must not hide the run's own outcome
         logging.getLogger("acr_gc").error("thaw hook failed (%s): run `acr-gc thaw --config …`", exc)
@@ -133,6 +145,20 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
     logger = get_run_logger()
     run_id = run_id or files.new_run_id()
     ledger = Ledger(config.ledger.url)
+    try:
+        lease = acquire(ledger, config.target.instance_id, run_id)
+    except InstanceBusy as exc:
+        logger.error("run blocked before any change: %s", exc)
+        journal = _Journal(config, ledger, run_id, state="BLOCKED")
+        journal.finish("BLOCKED", str(exc))
+        return Failed(message=f"BLOCKED: {exc}", data=journal.summary.model_dump(mode="json"))
+    with lease:
+        inherited = take_over_dead_runs(ledger, config.target.instance_id, run_id)
+        return _reclaim(config, ledger, run_id, lease, inherited, logger)
+
+
+def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, inherited: Inherited | None,
+             logger) -> State:
     journal = _Journal(config, ledger, run_id)
     summary = journal.summary
     frozen = False
@@ -143,13 +169,21 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         # ---- checks: nothing changes in the cloud before all of them pass ----------------
         try:
             preflight(config)
-            result = plan_instance_steps(config)
-            files.write_plan_csv(result.verdicts, journal.folder)
-            summary.plan = PlanSummary(**result.summary)
-            journal.update_run(
-                namespaces_json=result.per_namespace().to_json(orient="records"), charts=result.charts
-            )
-            if not result.gate.passed:
+            if inherited is None:
+                result = plan_instance_steps(config)
+                verdicts = result.verdicts
+                summary.plan = PlanSummary(**result.summary)
+                gate_passed, namespaces_json, charts = result.gate.passed, \
+                    result.per_namespace().to_json(orient="records"), result.charts
+            else:
+                logger.warning("run %s was killed while its GC task %s ran: this run finishes that task against "
+                               "the plan it was started from", inherited.run.run_id, inherited.task_id)
+                verdicts = inherited.verdicts
+                summary.plan = PlanSummary.model_validate_json(inherited.run.plan_json)
+                gate_passed, namespaces_json, charts = True, inherited.run.namespaces_json, inherited.run.charts
+            files.write_plan_csv(verdicts, journal.folder)
+            journal.update_run(namespaces_json=namespaces_json, charts=charts, plan_json=summary.plan.model_dump_json())
+            if not gate_passed:
                 blocking = result.gate.blocking
                 listed = ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in blocking.head(10).itertuples())
                 raise CheckFailed(
@@ -157,7 +191,7 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
                     f"{', …' if len(blocking) > 10 else ''}); add build rules or manifest lines, or allow them "
                     "in policy.allow_unregenerable (plan.csv lists them)"
                 )
-            expired = result.verdicts[result.verdicts["expired"]]
+            expired = verdicts[verdicts["expired"]]
             driver = make_driver(config, expired[["namespace", "repo", "repo_id", "tag"]])
             check_whitelist(config, driver)
             window = check_bucket(config)
@@ -167,13 +201,23 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
             return Failed(message=f"BLOCKED: {exc}", data=summary.model_dump(mode="json"))
 
         # ---- the change: freeze, GC, watch ------------------------------------------------
-        before = sample_bucket(config, ledger, run_id, "before")
+        save_plan(ledger, run_id, verdicts)  # before any change: a run taking over needs it
+        before = _baseline(config, ledger, run_id, inherited)
         summary.storage = StorageSummary(before_bytes=before.storage_bytes, samples=1)
         _write_deleted_tags(expired, journal)
         summary.gc = GcSummary(driver=driver.name)
-        frozen = True  # from here on, `finally` thaws (the ledger knows what to restore)
-        freeze_bucket(config, ledger, run_id)
-        started, row_id = start_gc(config, ledger, run_id, driver)
+        if lease.lost:
+            raise RuntimeError("the instance lock was taken over by another run: stopping before any change")
+        adopted = driver.status(inherited.task_id) if inherited is not None and inherited.task_id else None
+        if adopted is None or adopted.state not in TERMINAL_STATES:
+            frozen = True  # from here on, `finally` thaws (the ledger knows what to restore)
+            freeze_bucket(config, ledger, run_id)
+        else:  # the killed run's GC ended meanwhile: nothing to freeze for, only a freeze to undo
+            frozen = bool(outstanding_freezes(ledger, config.target.bucket))
+        if adopted is not None:
+            started, row_id = adopt_gc(config, ledger, run_id, driver, adopted.task_id)
+        else:
+            started, row_id = start_gc(config, ledger, run_id, driver)
         running_task = summary.gc.task_id = started.task_id
         journal.update_run(gc_started_at=started.created or datetime.now(timezone.utc))
         outcome = watch_gc(config, ledger, driver, started, row_id, cancel_requested=_cancel_requested)
@@ -190,14 +234,14 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
 
         # ---- verify: deleted ⊆ plan -------------------------------------------------------
         after_tags = _tags_now(config)
-        verification = verify_deletions(result.verdicts, expired, after_tags)
+        verification = verify_deletions(verdicts, expired, after_tags)
         summary.checks.unexpected_deletions = len(verification.unexpected)
         summary.checks.missed_deletions = len(verification.missed)
         end = window_end(finished_at, window)
         summary.storage.window_end = end.strftime("%Y-%m-%dT%H:%M:%SZ") if end else None
         journal.update_run(window_end=end)
         after = sample_bucket(config, ledger, run_id, "after")
-        summary.storage.samples = 2
+        summary.storage.samples += 1
         summary.storage.after_bytes = after.storage_bytes
 
         if len(verification.unexpected):
@@ -252,7 +296,7 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
             # Prefect's SIGTERM usually lands before the watch loop sees CANCELLING: the
             # partial deletions still get checked against the plan and reported.
             try:
-                verification = verify_deletions(result.verdicts, expired, _tags_now(config))
+                verification = verify_deletions(verdicts, expired, _tags_now(config))
                 summary.checks.unexpected_deletions = len(verification.unexpected)
                 summary.checks.missed_deletions = len(verification.missed)
                 if len(verification.unexpected):
@@ -277,6 +321,18 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         if frozen and config.freeze.hold_until == "gc_complete":
             if _thaw_now(config, ledger, summary, logger):
                 files.write_summary(summary, journal.folder)
+
+
+def _baseline(config: Config, ledger: Ledger, run_id: str, inherited: Inherited | None) -> Sample:
+    """The storage before GC: measured now, or — taking over a killed run's GC — that run's."""
+    if inherited is None:
+        return sample_bucket(config, ledger, run_id, "before")
+    kept = inherited.before
+    with ledger.session() as session:
+        copy = Sample(run_id=run_id, bucket=kept.bucket, taken_at=kept.taken_at, storage_bytes=kept.storage_bytes,
+                      object_count=kept.object_count, phase="before")
+        session.add(copy)
+    return copy
 
 
 def _thaw_now(config: Config, ledger: Ledger, summary: Summary, logger) -> bool:

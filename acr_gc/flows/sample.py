@@ -8,6 +8,7 @@ it more often than daily, or twice, is harmless.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -15,6 +16,7 @@ from sqlalchemy import select
 
 from acr_gc.config import Config
 from acr_gc.ledger import Ledger, Run
+from acr_gc.ledger.instance_lock import live_holder
 from acr_gc.tasks.freeze import thaw_bucket
 from acr_gc.tasks.sampling import sample_bucket
 
@@ -41,7 +43,11 @@ def close_or_update(config: Config, ledger: Ledger, run_id: str) -> Path:
     if complete:
         finalize_savings(ledger, run_id)
         if config.freeze.hold_until == "window_end":
-            thaw_bucket(config, ledger)
+            holder = live_holder(ledger, config.target.instance_id)
+            if holder is None:
+                thaw_bucket(config, ledger)
+            else:  # a new run holds the instance (and has adopted the freeze): it thaws
+                logging.getLogger(__name__).info("freeze left to run %s, which holds the instance", holder.run_id)
     return folder
 
 

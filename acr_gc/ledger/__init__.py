@@ -5,7 +5,7 @@ cancelled run can be finished or undone by the next run or by ``acr-gc thaw``. S
 by default; a PostgreSQL URL in production (DESIGN section 11).
 """
 
-from acr_gc.ledger.models import Base, Freeze, GcTask, Run, Sample
+from acr_gc.ledger.models import Base, Freeze, GcTask, InstanceLock, Run, RunPlan, Sample
 from acr_gc.ledger.store import Ledger
 
-__all__ = ["Base", "Freeze", "GcTask", "Ledger", "Run", "Sample"]
+__all__ = ["Base", "Freeze", "GcTask", "InstanceLock", "Ledger", "Run", "RunPlan", "Sample"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -104,3 +104,31 @@ class Sample(Base):
     storage_bytes: Mapped[int] = mapped_column(BigInteger)
     object_count: Mapped[int] = mapped_column(BigInteger)
     phase: Mapped[str] = mapped_column(String(8))  # before | after
+
+
+class RunPlan(Base):
+    """The tags a run saw and which it planned to delete, kept so that a run killed after
+    GC started can be finished against *its* plan: re-planning then would see the
+    deleted tags gone and judge the deletions against the wrong list."""
+
+    __tablename__ = "run_plans"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), primary_key=True)
+    # gzip of the JSON table (orient "split"): namespace, repo, repo_id, tag, digest, expired
+    tags_json_gz: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class InstanceLock(Base):
+    """Who is reclaiming an instance right now: one row per instance, the primary key
+    makes a second holder impossible. A holder that stops heart-beating, or whose process
+    is gone from this host, is dead and may be taken over (``acr_gc.ledger.instance_lock``)."""
+
+    __tablename__ = "instance_locks"
+
+    instance_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    token: Mapped[str] = mapped_column(String(64))  # one per acquisition: compare-and-swap key
+    run_id: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -49,6 +49,25 @@ def start_gc(config: Config, ledger: Ledger, run_id: str, driver: GcDriver) -> t
     return status, row_id
 
 
+def adopt_gc(config: Config, ledger: Ledger, run_id: str, driver: GcDriver, task_id: str) -> tuple[GcStatus, int]:
+    """Take over a killed run's GC task: recorded under this run, watched, never started again."""
+    status = driver.status(task_id)
+    with ledger.session() as session:
+        row = GcTask(
+            run_id=run_id,
+            instance_id=config.target.instance_id,
+            driver=driver.name,
+            task_id=task_id,
+            state=status.state,
+            created_at=datetime.now(timezone.utc),
+        )
+        session.add(row)
+        session.flush()
+        row_id = row.id
+    _record(ledger, row_id, status)
+    return status, row_id
+
+
 def _record(ledger: Ledger, row_id: int, status: GcStatus) -> None:
     with ledger.session() as session:
         row = session.get(GcTask, row_id)

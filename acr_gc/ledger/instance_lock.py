@@ -1,0 +1,170 @@
+"""One reclaiming run per instance at a time, held in the ledger.
+
+Two runs of one instance would each freeze the bucket (the second adopting the first's
+freeze), attach to one GC task and then thaw under each other's feet. So a run takes the
+instance's row in ``instance_locks`` before it looks at the cloud; a second run finds the
+row and stops with a message naming the holder.
+
+A killed run cannot release its row. A holder is *dead* — and its row may be taken over —
+when its process is gone from this host, or when it has not renewed its heartbeat for
+``STALE_AFTER`` (another host, a frozen VM). The takeover is a compare-and-swap on the
+holder's token, so of two runs taking over at once exactly one wins. The same database
+serves SQLite and PostgreSQL: the primary key does the exclusion on both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import psutil
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+
+from acr_gc.ledger.models import InstanceLock as LockRow
+from acr_gc.ledger.store import Ledger
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY = timedelta(seconds=15)
+STALE_AFTER = timedelta(seconds=120)
+
+
+class InstanceBusy(RuntimeError):
+    """Another live run holds the instance."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    instance_id: str
+    token: str
+    run_id: str
+    host: str
+    pid: int
+    acquired_at: datetime
+    heartbeat_at: datetime
+
+    def describe(self, now: datetime) -> str:
+        age = int((now - self.heartbeat_at).total_seconds())
+        return (f"run {self.run_id} (pid {self.pid} on {self.host}, since "
+                f"{self.acquired_at.strftime('%Y-%m-%dT%H:%M:%SZ')}, last heartbeat {age} s ago)")
+
+
+def is_dead(holder: Holder, now: datetime, this_host: str, process_alive: bool) -> bool:
+    """A holder is dead when its heartbeat is older than ``STALE_AFTER``, or when it ran
+    on this host and its process is gone (``process_alive`` is only meaningful then)."""
+    if now - holder.heartbeat_at > STALE_AFTER:
+        return True
+    return holder.host == this_host and not process_alive
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # someone else's process: it exists
+        return True
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def current_holder(ledger: Ledger, instance_id: str) -> Holder | None:
+    with ledger.session() as session:
+        row = session.get(LockRow, instance_id)
+        return _holder(row) if row is not None else None
+
+
+def live_holder(ledger: Ledger, instance_id: str) -> Holder | None:
+    """The run holding the instance, unless it is dead (or there is none)."""
+    holder = current_holder(ledger, instance_id)
+    if holder is None:
+        return None
+    alive = _process_alive(holder.pid) if holder.host == socket.gethostname() else True
+    return None if is_dead(holder, _now(), socket.gethostname(), alive) else holder
+
+
+def _holder(row: LockRow) -> Holder:
+    return Holder(row.instance_id, row.token, row.run_id, row.host, row.pid, row.acquired_at, row.heartbeat_at)
+
+
+class InstanceLease:
+    """The instance held by this process; renewed in the background until released."""
+
+    def __init__(self, ledger: Ledger, holder: Holder, took_over: Holder | None):
+        self.ledger, self.holder, self.took_over = ledger, holder, took_over
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"acr-gc-lease-{holder.instance_id}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_EVERY.total_seconds()):
+            try:
+                with self.ledger.session() as session:
+                    renewed = session.execute(
+                        update(LockRow)
+                        .where(LockRow.instance_id == self.holder.instance_id, LockRow.token == self.holder.token)
+                        .values(heartbeat_at=_now())
+                    ).rowcount
+            except Exception as exc:  # the ledger briefly unreachable: try again next beat
+                log.warning("could not renew the lock on %s: %s", self.holder.instance_id, exc)
+                continue
+            if not renewed:
+                self.lost = True
+                log.error("the lock on instance %s was taken over by another run", self.holder.instance_id)
+                return
+
+    def release(self) -> None:
+        self._stop.set()
+        with self.ledger.session() as session:
+            session.execute(
+                delete(LockRow).where(LockRow.instance_id == self.holder.instance_id, LockRow.token == self.holder.token)
+            )
+
+    def __enter__(self) -> "InstanceLease":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def acquire(ledger: Ledger, instance_id: str, run_id: str) -> InstanceLease:
+    """Hold ``instance_id`` for ``run_id``, taking over a dead holder; InstanceBusy otherwise."""
+    host, pid = socket.gethostname(), os.getpid()
+    for _ in range(5):
+        now = _now()
+        mine = Holder(instance_id, secrets.token_hex(16), run_id, host, pid, now, now)
+        try:
+            with ledger.session() as session:
+                session.add(LockRow(**mine.__dict__))
+            return InstanceLease(ledger, mine, None)
+        except IntegrityError:
+            pass
+        holder = current_holder(ledger, instance_id)
+        if holder is None:
+            continue  # released between our insert and our read: try again
+        alive = _process_alive(holder.pid) if holder.host == host else True
+        if not is_dead(holder, now, host, alive):
+            raise InstanceBusy(
+                f"instance {instance_id} is being reclaimed by {holder.describe(now)}; this run stops before "
+                "any change — wait for that run to finish (or cancel it), then run again"
+            )
+        with ledger.session() as session:
+            swapped = session.execute(
+                update(LockRow)
+                .where(LockRow.instance_id == instance_id, LockRow.token == holder.token)
+                .values(token=mine.token, run_id=run_id, host=host, pid=pid, acquired_at=now, heartbeat_at=now)
+            ).rowcount
+        if swapped:
+            log.warning("instance %s: took over the lock of %s, which is no longer running",
+                        instance_id, holder.describe(now))
+            return InstanceLease(ledger, mine, holder)
+    raise InstanceBusy(f"instance {instance_id}: could not take the run lock (other runs keep taking it)")

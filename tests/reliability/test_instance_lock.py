@@ -1,0 +1,167 @@
+"""The instance lock in the ledger (acr_gc/ledger/instance_lock.py): one reclaiming run
+per instance, a dead holder taken over, a live one never.
+
+Real SQLite ledgers on disk, real processes for "alive" and "killed"; several Ledger
+objects (engines) on one file stand for several runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from acr_gc.ledger import InstanceLock, Ledger
+from acr_gc.ledger import instance_lock as lock
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+
+
+def _holder(host="h1", age_s=0.0):
+    return lock.Holder("cri-x", "t", "run-1", host, 4242, NOW - timedelta(hours=1), NOW - timedelta(seconds=age_s))
+
+
+@pytest.mark.parametrize(
+    ("host", "age_s", "alive", "dead"),
+    [
+        ("h1", 0, True, False),  # this host, process there, fresh heartbeat: live
+        ("h1", 5, False, True),  # this host, process gone: dead at once (a SIGKILL)
+        ("h1", 121, True, True),  # this host, process there but silent > STALE_AFTER (pid reused, hung)
+        ("h2", 119, True, False),  # another host: only the heartbeat can tell — still fresh
+        ("h2", 119, False, False),  # … and its pid means nothing here
+        ("h2", 121, True, True),  # another host, silent > STALE_AFTER: dead
+    ],
+)
+def test_a_holder_is_dead_when_its_process_is_gone_here_or_its_heartbeat_is_stale(host, age_s, alive, dead):
+    assert lock.STALE_AFTER == timedelta(seconds=120)
+    assert lock.is_dead(_holder(host, age_s), NOW, "h1", alive) is dead
+
+
+def _ledger(tmp_path) -> Ledger:
+    return Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+def test_runs_acquiring_together_exactly_one_proceeds_the_others_name_it(tmp_path):
+    _ledger(tmp_path)  # tables exist
+    ledgers = [_ledger(tmp_path) for _ in range(8)]
+    start = threading.Barrier(len(ledgers))
+    outcomes: list = [None] * len(ledgers)
+
+    def contend(index):
+        start.wait()
+        try:
+            outcomes[index] = lock.acquire(ledgers[index], "cri-x", f"run-{index}")
+        except lock.InstanceBusy as exc:
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(len(ledgers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    leases = [o for o in outcomes if isinstance(o, lock.InstanceLease)]
+    refusals = [o for o in outcomes if isinstance(o, lock.InstanceBusy)]
+    assert len(leases) == 1 and len(refusals) == 7, outcomes
+    winner = leases[0].holder.run_id
+    assert all(f"being reclaimed by run {winner} (pid {os.getpid()}" in str(r) for r in refusals), refusals
+    with ledgers[0].session() as session:
+        assert session.get(InstanceLock, "cri-x").run_id == winner
+    leases[0].release()
+    with ledgers[0].session() as session:
+        assert session.get(InstanceLock, "cri-x") is None
+    lock.acquire(ledgers[1], "cri-x", "run-next").release()  # free again once released
+
+
+HOLD_SCRIPT = """
+import sys, time
+from acr_gc.ledger import Ledger
+from acr_gc.ledger.instance_lock import acquire
+acquire(Ledger(sys.argv[1]), "cri-x", "run-child")
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_live_holder_refuses_and_a_killed_one_is_taken_over(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    child = subprocess.Popen([sys.executable, "-c", HOLD_SCRIPT, url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        ledger = Ledger(url)
+        with pytest.raises(lock.InstanceBusy, match=rf"run run-child \(pid {child.pid} on "):
+            lock.acquire(ledger, "cri-x", "run-me")
+        assert lock.live_holder(ledger, "cri-x").run_id == "run-child"
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)  # reaped: a zombie would still count as alive
+        assert lock.live_holder(ledger, "cri-x") is None
+        lease = lock.acquire(ledger, "cri-x", "run-me")
+        assert lease.took_over is not None and lease.took_over.run_id == "run-child"
+        lease.release()
+    finally:
+        child.kill()
+        child.wait(10)
+
+
+def _plant(ledger: Ledger, host: str, age: timedelta) -> None:
+    now = datetime.now(timezone.utc)
+    with ledger.session() as session:
+        session.add(InstanceLock(instance_id="cri-x", token="planted", run_id="run-far", host=host, pid=1,
+                                 acquired_at=now - timedelta(hours=2), heartbeat_at=now - age))
+
+
+def test_a_holder_on_another_host_is_taken_over_only_once_silent_for_STALE_AFTER(tmp_path):
+    ledger = _ledger(tmp_path)
+    _plant(ledger, "another-host", timedelta(seconds=30))
+    with pytest.raises(lock.InstanceBusy, match="run run-far"):
+        lock.acquire(ledger, "cri-x", "run-me")
+    with ledger.session() as session:
+        session.get(InstanceLock, "cri-x").heartbeat_at = datetime.now(timezone.utc) - timedelta(seconds=130)
+    racers = [_ledger(tmp_path) for _ in range(6)]
+    start = threading.Barrier(len(racers))
+    won: list = []
+
+    def take(index):
+        start.wait()
+        try:
+            won.append(lock.acquire(racers[index], "cri-x", f"run-{index}"))
+        except lock.InstanceBusy:
+            pass
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(len(racers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(won) == 1, won  # the compare-and-swap on the token lets exactly one take over
+    assert won[0].took_over.run_id == "run-far"
+    won[0].release()
+
+
+def test_the_lease_beats_while_held_and_notices_when_it_was_taken(tmp_path, monkeypatch):
+    monkeypatch.setattr(lock, "HEARTBEAT_EVERY", timedelta(seconds=0.2))
+    ledger = _ledger(tmp_path)
+    lease = lock.acquire(ledger, "cri-x", "run-me")
+    first = lease.holder.heartbeat_at
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with ledger.session() as session:
+            if session.get(InstanceLock, "cri-x").heartbeat_at > first:
+                break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the heartbeat was never renewed")
+    with ledger.session() as session:  # someone judged us dead and took over
+        session.get(InstanceLock, "cri-x").token = "someone-else"
+    deadline = time.monotonic() + 10
+    while not lease.lost and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert lease.lost
+    lease.release()  # must not delete the new holder's row
+    with ledger.session() as session:
+        assert session.get(InstanceLock, "cri-x").token == "someone-else"
