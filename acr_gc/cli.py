@@ -230,15 +230,27 @@ def _print_run_lines(summary: dict, message: str | None) -> None:
 
 
 @app.command("thaw")
-def thaw_command(config_path: Path = typer.Option(..., "--config", help="run configuration (YAML)")) -> None:
-    """Undo every freeze the ledger records for the bucket (after a killed run)."""
+def thaw_command(
+    config_path: Path = typer.Option(..., "--config", help="run configuration (YAML)"),
+    force: bool = typer.Option(False, "--force", help="thaw even while a live run holds the instance"),
+) -> None:
+    """Undo every freeze the ledger records for the bucket (after a killed run).
+
+    A run that is still alive holds the instance: thawing under its GC would let writers
+    race the sweep, so that is refused (exit 3) unless --force."""
     config = _load(config_path)
     from acr_gc.cloud.errors import CloudError
     from acr_gc.ledger import Ledger
+    from acr_gc.ledger.instance_lock import live_holder
     from acr_gc.tasks.freeze import thaw_bucket
 
+    ledger = Ledger(config.ledger.url)
+    holder = live_holder(ledger, config.target.instance_id)
+    if holder is not None and not force:
+        fail(f"not thawed: run {holder.run_id} is still running (pid {holder.pid} on {holder.host}) and owns the "
+             "freeze; cancel it (it thaws on its way out), or pass --force", code=3)
     try:
-        report = thaw_bucket(config, Ledger(config.ledger.url))
+        report = thaw_bucket(config, ledger)
     except CloudError as exc:
         fail(str(exc), code=1)
     typer.echo(f"bucket {config.target.bucket}: {report.message}")
