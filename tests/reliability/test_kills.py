@@ -1,0 +1,160 @@
+"""SIGKILL of `acr-gc run` at each step boundary; then `acr-gc thaw` and a new run.
+
+What each case proves: whatever the moment of the kill — no hook, `except` or `finally`
+runs after SIGKILL — the ledger alone lets `acr-gc thaw` give the bucket its original
+policy back (JSON-equal), and the next run finishes the job: exactly ONE GC task over the
+whole story (a killed run's task is taken over, never doubled), the tags left are exactly
+the hand-worked retained set, the report's before/after bytes are the emulator's truth,
+and savings.csv holds exactly one row for the instance.
+
+The kill lands at an exact call: the emulator *holds* the request that starts the next
+step (`/_emulator/faults {"hold": …}`: accepted, never answered; dropped once the killed
+client's connection closes, so it never lands later), the test waits until the run is
+parked there and kills its process group.
+
+| boundary | held request | the run has … |
+|---|---|---|
+| before freeze | 1st PutBucketPolicy | recorded the freeze (intent) — the bucket untouched |
+| frozen | CreateGarbageCollectionTask | frozen the bucket, recorded the GC start — no task |
+| GC running | (none: GC slowed) | a task deleting tags under the freeze |
+| after GC, before thaw | 2nd PutBucketPolicy (the thaw) | a finished task, the bucket still frozen |
+| during sampling | 4th GetBucketStat (plan, baseline, after GC, then the 1st inline sample) | thawed; sampled before and after GC |
+
+Dataset: tests/pipeline/crash_support.py (40 expired tags worked out by hand there),
+sampling inline on one-second emulated days, the session's Prefect server.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
+import crash_support as cs  # noqa: E402
+
+from acr_gc.emulator.process import EmulatorProcess  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+BOUNDARIES = {
+    # name: (hold, GC speed in tags/s)
+    "before-freeze": ({"action": "PutBucketPolicy", "skip": 0}, 40.0),
+    "frozen": ({"action": "CreateGarbageCollectionTask", "skip": 0}, 40.0),
+    "gc-running": (None, 4.0),
+    "after-gc-before-thaw": ({"action": "PutBucketPolicy", "skip": 1}, 40.0),
+    "during-sampling": ({"action": "GetBucketStat", "skip": 3}, 40.0),
+}
+
+
+def _same_json(a, b) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+@pytest.fixture
+def children(tmp_path):
+    started = cs.Children(tmp_path)
+    yield started
+    started.stop_all()
+
+
+def _inline_config(tmp_path: Path, emu) -> Path:
+    path = cs.write_config(tmp_path / "config.yaml", emu, tmp_path)
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config["sampling"] = {"mode": "inline", "interval": "P1D", "day_length": "PT1S", "margin_days": 1}
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def _ledger(tmp_path: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        return db.execute(sql).fetchall()
+
+
+def _parked(emu, boundary: str, tmp_path: Path):
+    """A predicate: the run is stopped exactly at ``boundary``."""
+    def check():
+        truth = emu.truth()
+        tasks, policy = cs.gc_tasks(truth), cs.bucket_policy(truth)
+        if boundary == "gc-running":
+            return truth if [t["state"] for t in tasks] == ["RUNNING"] and cs.freeze_sids(policy) else None
+        return truth if truth["faults"]["held"] >= 1 else None
+    return check
+
+
+def _assert_at_boundary(boundary: str, truth: dict, tmp_path: Path) -> None:
+    tasks, sids = cs.gc_tasks(truth), cs.freeze_sids(cs.bucket_policy(truth))
+    freezes = [status for (status,) in _ledger(tmp_path, "SELECT status FROM freezes")]
+    gc_rows = _ledger(tmp_path, "SELECT task_id, state FROM gc_tasks")
+    phases = [phase for (phase,) in _ledger(tmp_path, "SELECT phase FROM samples ORDER BY id")]
+    expected = {
+        "before-freeze": (0, 0, ["intent"], 0),
+        "frozen": (0, 1, ["applied"], 1),
+        "gc-running": (1, 1, ["applied"], 1),
+        "after-gc-before-thaw": (1, 1, ["applied"], 1),
+        "during-sampling": (1, 0, ["restored"], 1),
+    }[boundary]
+    seen = (len(tasks), len(sids), freezes, len(gc_rows))
+    assert seen == expected, f"{boundary}: tasks, freeze statements, ledger freezes, gc rows = {seen}"
+    if boundary == "frozen":
+        assert gc_rows == [(None, "intent")], gc_rows  # the start recorded before it was sent
+    if boundary in ("after-gc-before-thaw", "during-sampling"):
+        assert tasks[0]["state"] == "SUCCESS", tasks
+    if boundary == "during-sampling":
+        assert phases == ["before", "after"], phases  # held: the first inline sample
+
+
+@pytest.mark.parametrize("boundary", list(BOUNDARIES))
+def test_sigkill_at_a_step_boundary_then_thaw_and_a_new_run_finish_cleanly(boundary, prefect_api_url, children,
+                                                                            tmp_path):
+    hold, gc_rate = BOUNDARIES[boundary]
+    with EmulatorProcess(cs.dataset(cs.ORIGINAL_POLICY), gc_tags_per_second=gc_rate, day_seconds=1) as emu:
+        storage_before = emu.truth()["buckets"][cs.BUCKET]["storage_bytes"]
+        config = _inline_config(tmp_path, emu)
+        env = cs.base_env(tmp_path / "prefect-home", prefect_api_url)
+        with cs.TruthRecorder(emu) as seen:
+            if hold:
+                emu.set_faults(hold=hold)
+            first = children.start("run", cs.acr_gc_args("run", "--config", str(config)), env)
+            cs.wait_for(f"the run parked at {boundary}", _parked(emu, boundary, tmp_path), 120, emu, first)
+            first.kill_group(signal.SIGKILL)
+            assert first.wait(15) == -signal.SIGKILL, cs.diagnostics(emu, first)
+            emu.set_faults(hold=None)  # the killed run's held request is dropped, not answered
+            _assert_at_boundary(boundary, emu.truth(), tmp_path)
+
+            thaw = children.start("thaw", cs.acr_gc_args("thaw", "--config", str(config)), env)
+            assert thaw.wait(90) == 0, cs.diagnostics(emu, thaw)
+            assert _same_json(cs.bucket_policy(emu.truth()), cs.ORIGINAL_POLICY), "thaw gives the policy back"
+
+            second = children.start("run2", cs.acr_gc_args("run", "--config", str(config)), env)
+            rc = second.wait(180)
+        out = second.output()
+        assert rc == 0 and "state: COMPLETE" in out, cs.diagnostics(emu, second)
+
+        truth = emu.truth()
+        assert not seen.errors, seen.errors
+        assert len(seen.task_ids) == 1, f"GC tasks over the test: {seen.task_ids}"
+        assert [t["state"] for t in cs.gc_tasks(truth)] == ["SUCCESS"]
+        assert truth["instances"][cs.INSTANCE]["tags"] == cs.RETAINED
+        assert _same_json(cs.bucket_policy(truth), cs.ORIGINAL_POLICY)
+        assert all(len(cs.freeze_sids(p)) <= 1 for p in seen.policies), "a freeze was stacked"
+        assert _ledger(tmp_path, "SELECT status FROM freezes WHERE status != 'restored'") == []
+
+        summary = cs.read_summary(tmp_path, out)
+        assert summary["state"] == "COMPLETE", summary
+        assert summary["checks"] == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
+        assert summary["gc"]["task_id"] == next(iter(seen.task_ids))
+        assert summary["storage"]["before_bytes"] == storage_before
+        assert summary["storage"]["after_bytes"] == truth["buckets"][cs.BUCKET]["storage_bytes"]
+        with open(tmp_path / "out" / "savings.csv", newline="", encoding="utf-8") as handle:
+            rows = [row for row in csv.DictReader(handle) if row["instance"] == cs.INSTANCE]
+        assert len(rows) == 1, rows
+        states = _ledger(tmp_path, "SELECT run_id, state, message FROM runs ORDER BY started_at")
+        assert [s for _, s, _ in states] == ["FAILED", "COMPLETE"], states
+        assert states[0][2].startswith("interrupted (its process is gone)"), states[0]
