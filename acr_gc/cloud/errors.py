@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # --------------------------------------------------------------------------- redaction
 
@@ -146,6 +146,12 @@ class NotFound(CloudError):
     kind = "not_found"
 
 
+class ClockSkew(CloudError):
+    """The request's signed time is too far from the cloud's clock: fix this machine's clock."""
+
+    kind = "clock_skew"
+
+
 class Throttled(CloudError):
     """Still throttled after every retry."""
 
@@ -179,9 +185,14 @@ _AUTH_CODES = {
     "InvalidAuthorization",
     "MissingAuthorization",
     "AccessKeyIdNotFound",
-    "InvalidTimeStamp.Expired",
-    "RequestTimeTooSkewed",
 }
+# the cloud refused the request's signed time (ACR/POP and OSS both allow 15 minutes): the
+# credentials are fine, the machine's clock is not, and the services' words do not say so
+_CLOCK_SKEW_CODES = {"InvalidTimeStamp.Expired", "RequestTimeTooSkewed"}
+CLOCK_SKEW_HINT = (
+    "clock skew: this machine's clock is more than 15 minutes off the cloud's, so every signed "
+    "request is refused; synchronise it (NTP) and run again"
+)
 _FORBIDDEN_CODES = {"AccessDenied", "Forbidden", "Forbidden.RAM", "NoPermission", "Forbidden.NoPermission"}
 _THROTTLE_CODES = {
     "TotalQpsLimitExceeded",
@@ -208,7 +219,7 @@ class Classified:
     http_status: int | None
     message: str
     request_id: str | None
-    kind: str  # auth | forbidden | not_found | throttled | server | network | client | bad_response
+    kind: str  # auth | clock_skew | forbidden | not_found | throttled | server | network | client | bad_response
     # transport failures where the request may already have been executed by the server
     ambiguous: bool = False
 
@@ -220,6 +231,8 @@ class Classified:
 def classify_code(code: str | None, http_status: int | None) -> str:
     """The kind of a server-reported error, from its code and HTTP status."""
     c = code or ""
+    if c in _CLOCK_SKEW_CODES:
+        return "clock_skew"
     if c in _AUTH_CODES or c.startswith("InvalidAccessKeyId") or c.startswith("InvalidSecurityToken"):
         return "auth"
     if c.startswith("Throttling") or c in _THROTTLE_CODES or http_status == 429:
@@ -300,6 +313,13 @@ def _short_transport(text: str) -> str:
 
 def classify(exc: BaseException) -> Classified:
     """Classify any exception the SDK stack raises for one call."""
+    c = _classify(exc)
+    if c.kind == "clock_skew":
+        c = replace(c, message=f"{CLOCK_SKEW_HINT} ({c.message})" if c.message else CLOCK_SKEW_HINT)
+    return c
+
+
+def _classify(exc: BaseException) -> Classified:
     from darabonba.exceptions import ResponseException
     from Tea.exceptions import TeaException
 
@@ -354,6 +374,7 @@ def classify(exc: BaseException) -> Classified:
 
 _KIND_TO_TYPE: dict[str, type[CloudError]] = {
     "auth": AuthError,
+    "clock_skew": ClockSkew,
     "forbidden": Forbidden,
     "not_found": NotFound,
     "throttled": Throttled,

@@ -552,6 +552,7 @@ def create_app(state, gc: GcService) -> Starlette:
                 body=body,
                 secrets={ak: c.access_key_secret for ak, c in state.credentials.items()},
                 nonces=nonces,
+                wall_clock=state.wall_time(),
             )
         except acr_signing.SignatureError as exc:
             return error_response(exc.status, exc.code, exc.message)

@@ -63,6 +63,9 @@ class FaultSettings:
     fault_rate: float = 0.0
     seed: int = 0
     gc_fail_after_tags: int | None = None
+    # seconds the cloud's wall clock is ahead of this machine's (negative: behind): what a
+    # client on a machine whose clock drifted meets; request signatures are dated against it
+    clock_skew_s: float = 0.0
     hold: Hold | None = None
     rng: random.Random = field(init=False, repr=False)
     request_counts: Counter = field(default_factory=Counter, repr=False)
@@ -81,7 +84,7 @@ class FaultSettings:
 
     def update(self, changes: dict) -> None:
         """Partial update from the admin endpoint; unknown keys or bad values raise ValueError."""
-        allowed = {"latency_ms", "qps", "fault_rate", "gc_fail_after_tags", "seed", "hold"}
+        allowed = {"latency_ms", "qps", "fault_rate", "gc_fail_after_tags", "seed", "clock_skew_s", "hold"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
@@ -101,6 +104,8 @@ class FaultSettings:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ValueError("gc_fail_after_tags must be a non-negative integer or null")
             self.gc_fail_after_tags = value
+        if "clock_skew_s" in changes:
+            self.clock_skew_s = float(changes["clock_skew_s"] or 0)
         if "hold" in changes:
             hold = None if changes["hold"] is None else Hold.from_setting(changes["hold"])
             self.release_hold()
@@ -123,6 +128,7 @@ class FaultSettings:
             "fault_rate": self.fault_rate,
             "seed": self.seed,
             "gc_fail_after_tags": self.gc_fail_after_tags,
+            "clock_skew_s": self.clock_skew_s,
             "hold": None if self.hold is None else {"action": self.hold.action, "skip": self.hold.skip},
         }
 

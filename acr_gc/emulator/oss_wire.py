@@ -333,7 +333,7 @@ class OssApp:
         bucket_name = parts[0]
         key = parts[1] if len(parts) == 2 else ""
         signed = oss_signing.SignedRequest(method=method, bucket=bucket_name, key=key, query=query, headers=headers)
-        verified = oss_signing.verify(signed, self.state.credentials)
+        verified = oss_signing.verify(signed, self.state.credentials, real_now=self.state.wall_time())
         if not bucket_name:
             raise OssError(501, "NotImplemented", "The emulator serves bucket and object requests only (no ListBuckets).")
         try:

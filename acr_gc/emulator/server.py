@@ -59,12 +59,11 @@ class Emulator:
 
 def build(dataset: ds.Dataset, options: ServerOptions) -> Emulator:
     """The two ASGI apps over one shared state (no sockets; usable in-process too)."""
-    state = EmulatorState(dataset, day_seconds=options.day_seconds)
     faults = FaultSettings(
         latency_ms=options.latency_ms, qps=options.qps, fault_rate=options.fault_rate, seed=options.seed
     )
+    state = EmulatorState(dataset, day_seconds=options.day_seconds, faults=faults)
     gc = GcService(state, faults, options.gc_tags_per_second)
-    state.faults = faults
     state.gc = gc
     acr = Starlette(
         routes=[

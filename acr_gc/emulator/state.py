@@ -10,6 +10,8 @@ restored state in only once every part of it has been read without error.
 
 from __future__ import annotations
 
+import time
+
 from acr_gc.emulator import dataset as ds
 from acr_gc.emulator.clock import EmulatedClock
 from acr_gc.emulator.faults import FaultSettings
@@ -25,9 +27,10 @@ class InvalidDump(ValueError):
 
 
 class EmulatorState:
-    def __init__(self, dataset: ds.Dataset, day_seconds: float = 86400.0):
+    def __init__(self, dataset: ds.Dataset, day_seconds: float = 86400.0, faults: FaultSettings | None = None):
         self.day_seconds = day_seconds
         self.clock = EmulatedClock(dataset.clock, day_seconds)
+        self.faults = faults or FaultSettings()
         self.load(dataset)
 
     def load(self, dataset: ds.Dataset) -> None:
@@ -48,7 +51,13 @@ class EmulatorState:
     def now(self):
         return self.clock.now()
 
-    # ---- dump and restore (``self.faults`` and ``self.gc`` are attached by ``server.build``) ----
+    def wall_time(self) -> float:
+        """The cloud's real wall clock (epoch seconds), which signature dates are checked against:
+        this machine's, off by the ``clock_skew_s`` fault. Never the emulated clock, whose
+        days may fly by in a demo while signatures must stay fresh in real time."""
+        return time.time() + self.faults.clock_skew_s
+
+    # ---- dump and restore (``self.gc`` is attached by ``server.build``) ----
 
     def dump(self) -> dict:
         """The complete mutable state as JSON-able data; what ``restore`` takes back.
