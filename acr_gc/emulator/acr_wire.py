@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from acr_gc.emulator import acr_signing
 from acr_gc.emulator.gc import GcRefused, GcService
-from acr_gc.emulator.registry import InstanceRecord, NotFound, RepoRecord, epoch_ms
+from acr_gc.emulator.registry import InstanceRecord, NotFound, RepoRecord
 
 try:  # orjson ships with prefect; fall back to the standard library
     import orjson

@@ -165,7 +165,9 @@ class FaultSettings:
         rng_state = (int(version), tuple(int(x) for x in internal), gauss)
         random.Random().setstate(rng_state)
         matched = int(doc["hold_matched"])
-        counts = {name: Counter({str(k): int(v) for k, v in doc[name].items()}) for name in ("request_counts", "fault_counts")}
+        counts = {
+            name: Counter({str(k): int(v) for k, v in doc[name].items()}) for name in ("request_counts", "fault_counts")
+        }
         self.update(doc["settings"])
         if self.hold is not None:
             self.hold.matched = matched

@@ -192,6 +192,7 @@ class GcService:
     def _finish(self, task: GcTask, state: str, error: str | None = None) -> None:
         task.state = state
         task.error = error
+        task.pending.clear()  # a finished task deletes nothing more
         task.finish_ms = epoch_ms(self.state.now())
         if state == "SUCCESS":
             task.progress = 100
