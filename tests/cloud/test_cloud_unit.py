@@ -318,11 +318,24 @@ def test_backoff_is_exponential_with_jitter_and_capped():
     for n in range(1, 10):
         ceiling = min(4.0, 0.5 * 2 ** (n - 1))
         samples = [b.delay(n, rng=rng) for _ in range(200)]
-        assert all(0 <= s <= ceiling for s in samples)
+        assert all(ceiling / 2 <= s <= ceiling for s in samples)  # half certain, half jitter
         assert max(samples) > ceiling * 0.8  # really spread up to the ceiling (jitter)
         assert len(set(samples)) > 150
     assert b.delay(1, retry_after_s=3.0, rng=rng) >= 3.0  # Retry-After honoured (capped)
     assert b.delay(1, retry_after_s=30.0, rng=rng) <= 4.0
+
+
+def test_default_retries_always_span_a_six_second_outage():
+    """The retries of one call outlast an outage shorter than the sum of the certain
+    halves: 0.1 + 0.2 + 0.4 + 0.8 + 1.6 + 3.2 = 6.3 s for 6 retries at the defaults."""
+    import random
+
+    rng = random.Random(3)
+    backoff, retries = calls.DEFAULT_BACKOFF, Api().retries
+    spans = [sum(backoff.delay(n, rng=rng) for n in range(1, retries + 1)) for _ in range(2000)]
+    assert retries == 6
+    assert min(spans) >= 6.3 - 1e-9
+    assert max(spans) <= 12.6 + 1e-9
 
 
 def test_shared_rate_limiter_holds_the_process_to_qps_across_threads(server):
