@@ -79,6 +79,11 @@ def parse_authorization(value: str) -> tuple[str, list[str], str]:
         ) from None
 
 
+def _as_bytes(text: str) -> bytes:
+    """A received signature as bytes: ``compare_digest`` raises TypeError on non-ASCII str."""
+    return text.encode("utf-8", "backslashreplace")
+
+
 def _parse_date(value: str) -> datetime:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
@@ -150,7 +155,7 @@ def verify(
         method.upper(), path, canonical_query(query), canonical_headers(signed, headers), ";".join(signed), payload_hash
     )
     expected = sign(secrets[access_key_id], to_sign)
-    if not hmac.compare_digest(expected, signature.strip().lower()):
+    if not hmac.compare_digest(expected.encode(), _as_bytes(signature.strip().lower())):
         raise SignatureError(
             400,
             "IncompleteSignature",

@@ -172,6 +172,11 @@ def v1_signature(secret: str, req: SignedRequest) -> str:
 # ---- verification -----------------------------------------------------------------------
 
 
+def _as_bytes(text: str) -> bytes:
+    """A received signature as bytes: ``compare_digest`` raises TypeError on non-ASCII str."""
+    return text.encode("utf-8", "backslashreplace")
+
+
 def _check_skew(when: datetime, real_now: float) -> None:
     skew = abs(when.timestamp() - real_now)
     if skew > MAX_SKEW_SECONDS:
@@ -216,7 +221,7 @@ def verify(
             raise _mismatch()
         additional = [h for h in fields.get("AdditionalHeaders", "").split(";") if h]
         expected = v4_signature(cred.access_key_secret, req, date_time, region, additional)
-        if not hmac.compare_digest(expected, fields["Signature"].lower()):
+        if not hmac.compare_digest(expected.encode(), _as_bytes(fields["Signature"].lower())):
             raise _mismatch()
         return Verified(cred, "OSS4-HMAC-SHA256", region)
     if auth.startswith("OSS "):
@@ -234,7 +239,7 @@ def verify(
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
         _check_skew(when, real_now)
-        if not hmac.compare_digest(v1_signature(cred.access_key_secret, req), signature.strip()):
+        if not hmac.compare_digest(v1_signature(cred.access_key_secret, req).encode(), _as_bytes(signature.strip())):
             raise _mismatch()
         return Verified(cred, "OSS", None)
     raise AuthError(400, "InvalidArgument", "Authorization header method is not supported (use OSS4-HMAC-SHA256 or OSS).")
