@@ -142,9 +142,18 @@ def plan_command(
 
 
 def _with_out(config, out: Optional[Path]):
+    """``--out`` in place of report.out_dir, checked as the config file's value is."""
     if out is None:
         return config
-    return config.model_copy(update={"report": config.report.model_copy(update={"out_dir": out})})
+    from pydantic import ValidationError
+
+    from acr_gc.config import Report, describe_error
+
+    try:
+        report = Report.model_validate({**config.report.model_dump(), "out_dir": out})
+    except ValidationError as exc:
+        fail(f"--out: {describe_error(exc)}")
+    return config.model_copy(update={"report": report})
 
 
 def _preflight_or_exit(config) -> None:
@@ -279,20 +288,23 @@ def report_command(
     """Re-render a run's report from the ledger (summary.json, samples.csv, storage.png,
     report.md, report.html), and add its savings.csv row if its window has closed."""
     config = _load(config_path)
+    from sqlalchemy.engine import make_url
+
     from acr_gc.ledger import Ledger, Run
     from acr_gc.reports.build import ReportError, build_report, finalize_savings, latest_run_id
     from acr_gc.reports.render import gib, money, pct
 
     ledger = Ledger(config.ledger.url)
+    shown_url = make_url(config.ledger.url).render_as_string(hide_password=True)  # never a password on screen
     instance = config.target.instance_id
     run_id = run or latest_run_id(ledger, instance)
     if run_id is None:
-        fail(f"no finished run of instance {instance} in the ledger {config.ledger.url}")
+        fail(f"no finished run of instance {instance} in the ledger {shown_url}")
     with ledger.session() as session:
         row = session.get(Run, run_id)
         owner = row.instance_id if row is not None else None
     if owner is None:
-        fail(f"no run {run_id!r} in the ledger {config.ledger.url}")
+        fail(f"no run {run_id!r} in the ledger {shown_url}")
     if owner != instance:
         fail(f"run {run_id} belongs to instance {owner}, not to the configured {instance}")
     try:

@@ -2,24 +2,57 @@
 
 The same pydantic models are the flow's parameters, so the Prefect UI renders them as a
 form. Unknown keys are an error; durations are ISO-8601 (``PT30S``, ``P1D``) or seconds.
+Whatever a value is used for later (a folder name, a host to sign requests for, a sleep
+between polls, a price in a spreadsheet) is checked here, so that a bad value stops the
+run before the first request instead of half way through it.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+MAX_CONFIG_BYTES = 2**20  # a run configuration is a few kilobytes
 
 
-def _duration(value: object) -> object:
+def _seconds_or_iso(value: object) -> object:
     """Accept seconds as a number; pydantic parses ISO-8601 strings itself."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, bool):  # YAML's yes/no/true/false are no durations
+        raise ValueError("a duration is ISO-8601 (PT30S) or a number of seconds, not true/false")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError("a duration must be a finite number of seconds")
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except OverflowError:
+            raise ValueError("a duration that long is too long for a clock") from None
+    return value
+
+
+def _positive(value: timedelta) -> timedelta:
+    """Zero would poll in a busy loop or end a wait before it starts; a minus sign slips in ISO too."""
+    if value <= timedelta(0):
+        raise ValueError("a duration must be longer than zero")
     return value
 
 
@@ -27,29 +60,58 @@ def _duration(value: object) -> object:
 # spellings that the validator accepts, not only pydantic's ISO-8601 string.
 Duration = Annotated[
     timedelta,
-    BeforeValidator(_duration),
-    WithJsonSchema({"anyOf": [{"type": "string", "format": "duration"}, {"type": "number", "minimum": 0}]}),
+    BeforeValidator(_seconds_or_iso),
+    AfterValidator(_positive),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "duration"}, {"type": "number", "exclusiveMinimum": 0}]}),
 ]
+# Numbers in YAML: true/false and quoted text are slips, not numbers (lax pydantic takes both).
+Int = Annotated[int, Strict()]
+Number = Annotated[float, Strict()]
+
+
+def _matching(pattern: str, what: str):
+    compiled = re.compile(pattern)
+
+    def check(value: str | None) -> str | None:
+        if value is not None and not compiled.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+Region = Annotated[str, _matching(r"[a-z]{2,}(-[a-z0-9]+)+", "a region id such as cn-hangzhou")]
+# The instance id names a folder under report.out_dir, so no path separators nor dots.
+InstanceId = Annotated[str, _matching(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}", "an instance id such as cri-abc123")]
+# OSS bucket names: lowercase letters, digits and '-', neither first nor last, at most 63.
+BucketName = Annotated[str, _matching(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", "a valid OSS bucket name")]
+# An SDK endpoint is a host, maybe a port: a pasted URL would be dialled as a host name.
+Endpoint = Annotated[
+    str,
+    _matching(
+        r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])"
+        r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+        "host or host:port (no scheme, no path), e.g. cr.cn-hangzhou.aliyuncs.com",
+    ),
+]
+# Prefect block document names: lowercase letters, digits and dashes.
+CredentialsSource = Annotated[
+    str, _matching(r"chain|block:[a-z0-9-]+", "'chain' or 'block:<name>' (a Prefect block name: a-z, 0-9, -)")
+]
+Currency = Annotated[str, _matching(r"[A-Z]{3}", "an ISO 4217 currency code such as CNY")]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Target(_Section):
-    region: str = "cn-hangzhou"
-    instance_id: str = Field(min_length=1)
-    bucket: str = Field(min_length=1)
-    acr_endpoint: str | None = None  # None: the region's public endpoint
-    oss_endpoint: str | None = None
-    credentials: str = "chain"  # chain | block:<name>
-
-    @field_validator("credentials")
-    @classmethod
-    def _credentials_source(cls, value: str) -> str:
-        if value != "chain" and not (value.startswith("block:") and len(value) > len("block:")):
-            raise ValueError("must be 'chain' or 'block:<name>'")
-        return value
+    region: Region = "cn-hangzhou"
+    instance_id: InstanceId
+    bucket: BucketName
+    acr_endpoint: Endpoint | None = None  # None: the region's public endpoint
+    oss_endpoint: Endpoint | None = None
+    credentials: CredentialsSource = "chain"  # chain | block:<name>
 
     @property
     def resolved_acr_endpoint(self) -> str:
@@ -70,6 +132,13 @@ class Freeze(_Section):
     principals: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     hold_until: Literal["gc_complete", "window_end"] = "gc_complete"
 
+    @field_validator("principals")
+    @classmethod
+    def _no_blank_principal(cls, value: list[str]) -> list[str]:
+        if any(not principal.strip() for principal in value):
+            raise ValueError("an empty principal denies nobody: name each principal, or '*'")
+        return value
+
 
 class Gc(_Section):
     driver: Literal["emulator", "console"] = "emulator"
@@ -82,25 +151,67 @@ class Sampling(_Section):
     mode: Literal["inline", "scheduled"] = "scheduled"
     interval: Duration = timedelta(days=1)
     day_length: Duration = timedelta(days=1)
-    margin_days: int = Field(default=2, ge=0)
-    window_days: int | None = Field(default=None, ge=0)
+    margin_days: Int = Field(default=2, ge=0)
+    window_days: Int | None = Field(default=None, ge=0)
 
 
 class Report(_Section):
     out_dir: Path = Path("reports/out")
-    price_per_gb_month: float = Field(default=0.12, ge=0)
-    currency: str = "CNY"
+    price_per_gb_month: Number = Field(default=0.12, ge=0)
+    currency: Currency = "CNY"
+
+    @field_validator("out_dir", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("empty: name the folder for the reports")
+        return value
+
+    @field_validator("out_dir")
+    @classmethod
+    def _a_folder_can_be_made(cls, value: Path) -> Path:
+        """The report is written last: a file in the way would fail the run after GC."""
+        for place in (value, *value.parents):
+            if place.exists():
+                if not place.is_dir():
+                    raise ValueError(f"{place} is a file, not a folder")
+                break
+        return value
 
 
 class Ledger(_Section):
     url: str = "sqlite:///.acr-gc/ledger.db"
 
+    @field_validator("url")
+    @classmethod
+    def _a_database_url(cls, value: str) -> str:
+        """Parsed and its driver imported by SQLAlchemy itself; the message never repeats
+        the URL, which may hold a password."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError("not a database URL such as sqlite:///.acr-gc/ledger.db") from None
+        try:
+            dialect = url.get_dialect()
+            dialect.import_dbapi()
+            dialect().create_connect_args(url)  # the dialect's own URL form, without connecting
+        except NoSuchModuleError:
+            raise ValueError(f"unknown database {url.drivername!r}") from None
+        except ImportError as exc:
+            raise ValueError(f"the driver for {url.drivername!r} is not installed ({exc.name})") from None
+        except ArgumentError:
+            raise ValueError(f"not a valid {url.get_backend_name()} URL") from None
+        return value
+
 
 class Api(_Section):
-    qps: float = Field(default=50, gt=0)
-    concurrency: int = Field(default=16, ge=1)
-    retries: int = Field(default=6, ge=0)
-    timeout_s: float = Field(default=30, gt=0)
+    qps: Number = Field(default=50, gt=0)
+    concurrency: Int = Field(default=16, ge=1)
+    retries: Int = Field(default=6, ge=0)
+    timeout_s: Number = Field(default=30, gt=0)
 
 
 class Config(_Section):
@@ -113,30 +224,86 @@ class Config(_Section):
     ledger: Ledger = Field(default_factory=Ledger)
     api: Api = Field(default_factory=Api)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections_mean_defaults(cls, data: object) -> object:
+        """``gc:`` with every line under it commented out is YAML null: the section's defaults."""
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None or key == "target"}
+        return data
+
 
 class ConfigError(ValueError):
     """Bad configuration input; the message is one line an operator can act on."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently: a second ``gc:`` section would
+    throw the first away. This loader refuses the second instead."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable: SafeLoader explains that itself
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)  # a bounded read: /dev/zero is a file too
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config {path} is not UTF-8 text") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config {path} is larger than 1 MiB: not a run configuration")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"config {path} is not UTF-8 text (byte {data[exc.start]:#04x} at line {line})") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config {path} is not valid YAML{where}") from None
+        problem = getattr(exc, "problem", None)
+        raise ConfigError(f"config {path} is not valid YAML{where}" + (f": {problem}" if problem else "")) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping with at least a 'target' section")
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-        raise ConfigError(f"config {path}: {where}: {msg}{more}") from None
+        raise ConfigError(f"config {path}: {describe_error(exc)}") from None
+
+
+def describe_error(exc: ValidationError) -> str:
+    """The first problem as ``<dotted field>: <reason>``, and how many more there are."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key" + _did_you_mean(first["loc"])
+    else:
+        msg = first["msg"].removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+    return f"{where}: {msg}{more}"
+
+
+def _did_you_mean(loc: tuple) -> str:
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return ""
+        model = field.annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
