@@ -156,6 +156,20 @@ def _with_out(config, out: Optional[Path]):
     return config.model_copy(update={"report": report})
 
 
+def _ledger_or_exit(config):
+    """The ledger, written once to be sure: one that cannot be written (locked, read-only,
+    no folder) stops the command before it touches the cloud (exit 2, one line)."""
+    from acr_gc.ledger import Ledger
+    from acr_gc.ledger.store import LedgerUnavailable
+
+    try:
+        ledger = Ledger(config.ledger.url)
+        ledger.check_writable()
+    except LedgerUnavailable as exc:
+        fail(str(exc))
+    return ledger
+
+
 def _preflight_or_exit(config) -> None:
     from acr_gc.cloud.errors import CloudError
     from acr_gc.tasks.preflight import BadInput, preflight
@@ -182,6 +196,7 @@ def run_command(
     run failed or was cancelled (the bucket is thawed either way), 2 on bad input.
     """
     config = _with_out(_load(config_path), out)
+    _ledger_or_exit(config).dispose()
     _preflight_or_exit(config)
     from acr_gc.flows.reclaim import reclaim_storage
     from acr_gc.reports.files import new_run_id
@@ -249,11 +264,10 @@ def thaw_command(
     race the sweep, so that is refused (exit 3) unless --force."""
     config = _load(config_path)
     from acr_gc.cloud.errors import CloudError
-    from acr_gc.ledger import Ledger
     from acr_gc.ledger.instance_lock import live_holder
     from acr_gc.tasks.freeze import thaw_bucket
 
-    ledger = Ledger(config.ledger.url)
+    ledger = _ledger_or_exit(config)
     holder = live_holder(ledger, config.target.instance_id)
     if holder is not None and not force:
         fail(f"not thawed: run {holder.run_id} is still running (pid {holder.pid} on {holder.host}) and owns the "
@@ -269,6 +283,7 @@ def thaw_command(
 def sample_command(config_path: Path = typer.Option(..., "--config", help="run configuration (YAML)")) -> None:
     """One sampling pass over every open release window of the instance (scheduled mode)."""
     config = _load(config_path)
+    _ledger_or_exit(config).dispose()
     _preflight_or_exit(config)
     from acr_gc.flows.sample import sample_storage
 
@@ -290,11 +305,11 @@ def report_command(
     config = _load(config_path)
     from sqlalchemy.engine import make_url
 
-    from acr_gc.ledger import Ledger, Run
+    from acr_gc.ledger import Run
     from acr_gc.reports.build import ReportError, build_report, finalize_savings, latest_run_id
     from acr_gc.reports.render import gib, money, pct
 
-    ledger = Ledger(config.ledger.url)
+    ledger = _ledger_or_exit(config)
     shown_url = make_url(config.ledger.url).render_as_string(hide_password=True)  # never a password on screen
     instance = config.target.instance_id
     run_id = run or latest_run_id(ledger, instance)
