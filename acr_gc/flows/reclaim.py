@@ -25,6 +25,7 @@ from acr_gc.gc import TERMINAL_STATES, make_driver
 from acr_gc.ledger import Ledger, Run, Sample
 from acr_gc.ledger.instance_lock import InstanceBusy, InstanceLease, acquire, live_holder
 from acr_gc.ledger.plans import save_plan
+from acr_gc.ledger.store import LedgerUnavailable
 from acr_gc.reports import files
 from acr_gc.reports.summary import (
     ChecksSummary,
@@ -284,13 +285,19 @@ def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, 
     except BaseException as exc:
         # an error, or Prefect's cancellation arriving as a signal: stop our GC task too
         if running_task is not None and driver is not None:
+            status = None
             try:
                 status = driver.cancel(running_task)
-                if status is not None and row_id is not None:
-                    summary.gc.state, summary.gc.tags_deleted = status.state, status.tags_deleted
-                    record_gc_status(ledger, row_id, status)
             except Exception as cancel_error:
                 logger.error("could not cancel GC task %s: %s", running_task, cancel_error)
+            if status is not None:
+                summary.gc.state, summary.gc.tags_deleted = status.state, status.tags_deleted
+                try:
+                    if row_id is not None:
+                        record_gc_status(ledger, row_id, status)
+                except Exception as record_error:
+                    logger.error("GC task %s is %s, but the ledger did not take it: %s", running_task,
+                                 status.state, record_error)
         cancelled = not isinstance(exc, Exception)
         if cancelled and summary.gc is not None and summary.gc.task_id and summary.checks.unexpected_deletions is None:
             # Prefect's SIGTERM usually lands before the watch loop sees CANCELLING: the
@@ -310,7 +317,10 @@ def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, 
                        f"{summary.gc.tags_deleted} planned tag(s) deleted")
         if frozen:  # whatever freeze.hold_until says: a failed or cancelled run lets go
             frozen = not _thaw_now(config, ledger, summary, logger)
-        journal.finish("CANCELED" if cancelled else "FAILED", message)
+        try:
+            journal.finish("CANCELED" if cancelled else "FAILED", message)
+        except Exception as finish_error:  # summary.json is written first; the ledger may be what failed
+            logger.error("could not record the run's end in the ledger: %s", finish_error)
         if summary.gc is not None and summary.gc.task_id:
             try:  # GC ran: the partial result is still reported
                 _report(ledger, run_id, journal)
@@ -336,13 +346,14 @@ def _baseline(config: Config, ledger: Ledger, run_id: str, inherited: Inherited 
 
 
 def _thaw_now(config: Config, ledger: Ledger, summary: Summary, logger) -> bool:
-    """Thaw, record whether every freeze is undone; False when the API did not answer."""
+    """Thaw, record whether every freeze is undone; False when the API or the ledger failed
+    (the bucket may well be thawed then — ``acr-gc thaw`` finds out and settles the ledger)."""
     try:
         thaw_bucket(config, ledger)
-    except CloudError as exc:
-        logger.error("thaw failed (%s): run `acr-gc thaw --config …` once the API answers", exc)
+        summary.checks.freeze_restored = not outstanding_freezes(ledger, config.target.bucket)
+    except (CloudError, LedgerUnavailable) as exc:
+        logger.error("thaw failed (%s): run `acr-gc thaw --config …` once it is reachable again", exc)
         return False
-    summary.checks.freeze_restored = not outstanding_freezes(ledger, config.target.bucket)
     return True
 
 

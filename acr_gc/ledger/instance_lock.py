@@ -133,7 +133,11 @@ class InstanceLease:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.release()
+        try:
+            self.release()
+        except Exception as error:  # never hide the run's own outcome; the row goes stale by itself
+            log.error("could not release the lock on %s (%s): the next run takes it over once this process "
+                      "has ended", self.holder.instance_id, error)
 
 
 def acquire(ledger: Ledger, instance_id: str, run_id: str) -> InstanceLease:

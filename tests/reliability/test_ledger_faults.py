@@ -189,7 +189,7 @@ def test_lock_during_gc_still_thaws_and_stops_gc(fresh, tmp_path, prefect_api_ur
     locker = threading.Thread(target=lock_when_gc_runs_frozen, daemon=True)
     with cs.TruthRecorder(fresh, interval=0.1) as seen:
         locker.start()
-        state, _ = ps.run_flow(config, monkeypatch, ak=cs.AK, secret=cs.SECRET)
+        state, folder = ps.run_flow(config, monkeypatch, ak=cs.AK, secret=cs.SECRET)
         locker.join(60)
     try:
         assert lock, "the lock was never taken: GC never ran under the freeze"
@@ -204,6 +204,8 @@ def test_lock_during_gc_still_thaws_and_stops_gc(fresh, tmp_path, prefect_api_ur
         deleted = {(repo.split("/")[0], repo.split("/")[1], tag)
                    for repo, tags in cs.ALL_TAGS.items() for tag in tags} - left
         assert deleted <= cs.EXPIRED, deleted - cs.EXPIRED
+        summary = ps.summary_of(folder)  # written although the ledger refused the run's end
+        assert summary["state"] == "FAILED" and summary["gc"]["task_id"] == next(iter(seen.task_ids)), summary
     finally:
         for held in lock:
             held.release()
