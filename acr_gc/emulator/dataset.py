@@ -2,17 +2,25 @@
 
 A dataset is the whole initial state of the emulated cloud: credentials, layer sizes,
 registry instances and their OSS buckets. Unknown keys are refused so that a typo in a
-hand-written test dataset fails loudly instead of silently meaning "default".
+hand-written test dataset fails loudly instead of silently meaning "default"; so are
+names given twice (the emulator would keep one of them silently, or fail half-loaded)
+and negative sizes. Names may otherwise hold any character: the emulator must serve
+whatever a registry could answer, hostile names included.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from acr_gc.emulator.policy import parse_policy
+
+Name = Annotated[str, Field(min_length=1)]
 
 
 class _Strict(BaseModel):
@@ -23,8 +31,17 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+def _first_repeat(names: Iterable[str]) -> str | None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
 class Credential(_Strict):
-    access_key_id: str
+    access_key_id: Name
     access_key_secret: str
     principal: str
 
@@ -48,8 +65,8 @@ class SyncRule(_Strict):
 
 
 class Tag(_Strict):
-    tag: str
-    digest: str
+    tag: Name
+    digest: Name
     updated: datetime
     layers: list[str] = Field(default_factory=list)
 
@@ -57,12 +74,18 @@ class Tag(_Strict):
 
 
 class Repository(_Strict):
-    namespace: str
-    name: str
+    namespace: Name
+    name: Name
     source_code: SourceCode | None = None
     build_rules: list[BuildRule] = Field(default_factory=list)
     sync_rules: list[SyncRule] = Field(default_factory=list)
     tags: list[Tag] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _tags_once(self) -> "Repository":
+        if (tag := _first_repeat(t.tag for t in self.tags)) is not None:
+            raise ValueError(f"tag {tag!r} given twice")
+        return self
 
 
 class ChartVersion(_Strict):
@@ -86,11 +109,11 @@ class LifecycleRule(_Strict):
 
 
 class Instance(_Strict):
-    instance_id: str
+    instance_id: Name
     name: str
     region: str = "cn-hangzhou"
     gc_whitelisted: bool = False
-    bucket: str
+    bucket: Name
     namespaces: list[str] = Field(default_factory=list)
     repositories: list[Repository] = Field(default_factory=list)
     charts: list[Chart] = Field(default_factory=list)
@@ -105,6 +128,10 @@ class Instance(_Strict):
         for chart in self.charts:
             if chart.namespace not in known:
                 raise ValueError(f"chart {chart.namespace}/{chart.name} names unknown namespace {chart.namespace!r}")
+        if (name := _first_repeat(f"{r.namespace}/{r.name}" for r in self.repositories)) is not None:
+            raise ValueError(f"repository {name} given twice")
+        if (name := _first_repeat(f"{c.namespace}/{c.name}" for c in self.charts)) is not None:
+            raise ValueError(f"chart {name} given twice")
         return self
 
 
@@ -121,17 +148,25 @@ class ExtraObject(_Strict):
 
 
 class Bucket(_Strict):
-    name: str
+    name: Name
     versioning: Literal["Enabled", "Suspended"] | None = None
     lifecycle: list[BucketLifecycleRule] = Field(default_factory=list)
     policy: dict | None = None
     extra_objects: list[ExtraObject] = Field(default_factory=list)
 
+    @field_validator("policy")
+    @classmethod
+    def _a_policy_oss_would_store(cls, value: dict | None) -> dict | None:
+        """PutBucketPolicy refuses a malformed document, so no real bucket holds one."""
+        if value is not None:
+            parse_policy(json.dumps(value))
+        return value
+
 
 class Dataset(_Strict):
     clock: datetime
     credentials: list[Credential] = Field(min_length=1)
-    layers: dict[str, int] = Field(default_factory=dict)
+    layers: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
     instances: list[Instance] = Field(default_factory=list)
     buckets: list[Bucket] = Field(default_factory=list)
 
@@ -139,6 +174,11 @@ class Dataset(_Strict):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> "Dataset":
+        for what, names in (("access key", (c.access_key_id for c in self.credentials)),
+                            ("instance", (i.instance_id for i in self.instances)),
+                            ("bucket", (b.name for b in self.buckets))):
+            if (name := _first_repeat(names)) is not None:
+                raise ValueError(f"{what} {name!r} given twice")
         bucket_names = {b.name for b in self.buckets}
         for inst in self.instances:
             if inst.bucket not in bucket_names:
@@ -153,14 +193,41 @@ class Dataset(_Strict):
         return self
 
 
+class DatasetError(ValueError):
+    """The dataset cannot be used; the message is one line naming the file and the field."""
+
+
 def load_dataset(path: str | Path) -> Dataset:
-    """Read and validate a dataset file; raises ``ValueError`` naming the file on any problem."""
+    """Read and validate a dataset file; raises :class:`DatasetError` on any problem."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read dataset {path}: {exc}") from exc
-    return Dataset.model_validate(raw)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DatasetError(f"{path}: not UTF-8 text (byte {data[exc.start]:#04x} at line {line})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: not JSON (line {exc.lineno} column {exc.colno}): {exc.msg}") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: not a dataset: nested too deeply") from None
+    try:
+        return Dataset.model_validate(raw)
+    except ValidationError as exc:
+        raise DatasetError(f"{path}: {describe(exc)}") from None
+
+
+def describe(exc: ValidationError) -> str:
+    """The first problem as ``<dotted field>: <reason>``, and how many more there are."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+    return f"{where}: {msg}{more}"
 
 
 BUNDLED_DEMO = Path(__file__).parent / "data" / "demo.json"
