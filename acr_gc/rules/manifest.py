@@ -13,7 +13,8 @@ accepted, as spreadsheets write one) whose header is exactly
   matched against the WHOLE tag; every other character is literal (``[`` included);
 * source -- free text: how to regenerate those tags (a pipeline, a Dockerfile, ...).
 
-Fields are stripped of surrounding spaces; none may be empty. Blank lines are skipped.
+Fields are stripped of surrounding spaces; none may be empty; names hold no spaces nor
+control characters. Blank lines are skipped. A file over 64 MiB is refused unread.
 :func:`load_manifest` returns a DataFrame with columns namespace, repo, tag_glob, source
 (str) and line_no (int64, the line the row starts on), in file order.
 
@@ -29,12 +30,14 @@ import csv
 import io
 import os
 import re
+import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
 import pandas as pd
 
 MANIFEST_HEADER = ("namespace", "repo", "tag_glob", "source")
+MAX_MANIFEST_BYTES = 64 * 2**20  # ~1.5 million rows: room for one row per tag of a big registry
 MANIFEST_COLUMNS = (*MANIFEST_HEADER, "line_no")
 ALLOW_COLUMNS = ("namespace", "repo", "tag_glob", "entry")
 
@@ -80,6 +83,8 @@ def _check_names(namespace: str, repo: str, tag_glob: str) -> str | None:
     for label, value in (("namespace", namespace), ("repo", repo), ("tag_glob", tag_glob)):
         if any(ch.isspace() for ch in value):
             return f"{label} {value!r} must not contain spaces"
+        if any(unicodedata.category(ch) == "Cc" for ch in value):  # NUL: a binary or UTF-16 file
+            return f"{label} {value!r} must not contain control characters"
     for label, value in (("namespace", namespace), ("repo", repo)):
         if "*" in value or "?" in value:
             return f"{label} {value!r} must be a literal name (only the tag may use * and ?)"
@@ -91,9 +96,11 @@ def load_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     where = f"regeneration manifest {os.fspath(path)}"
     try:
         with open(path, "rb") as handle:
-            raw = handle.read()
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)  # bounded: /dev/zero is a file too
     except OSError as exc:
         raise ManifestError(f"{where}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{where}: larger than 64 MiB: not a regeneration manifest")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -120,6 +127,8 @@ def load_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
             continue  # blank line
         if not header_seen:
             header_seen = True
+            if len(record) == 1 and tuple(field.strip() for field in record[0].split(";")) == MANIFEST_HEADER:
+                raise ManifestError(f"{where} line {start_line}: fields are separated by ';', expected ','")
             if tuple(field.strip() for field in record) != MANIFEST_HEADER:
                 raise ManifestError(
                     f"{where} line {start_line}: header must be exactly "
