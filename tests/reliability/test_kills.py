@@ -173,3 +173,19 @@ def _kill_then_recover(boundary: str, prefect_api_url: str, children, tmp_path: 
         states = _ledger(tmp_path, "SELECT run_id, state, message FROM runs ORDER BY started_at")
         assert [s for _, s, _ in states] == ["FAILED", "COMPLETE"], states
         assert states[0][2].startswith("interrupted (its process is gone)"), states[0]
+        # the takeover is told where the operator looks: the flow run's logs in the dashboard
+        flow_run_id = _ledger(tmp_path, f"SELECT flow_run_id FROM runs WHERE run_id = '{states[1][0]}'")[0][0]
+        took_over = f"instance {cs.INSTANCE}: took over the lock of run {states[0][0]}"
+        assert any(took_over in line for line in _api_log_lines(prefect_api_url, flow_run_id)), flow_run_id
+
+
+def _api_log_lines(api_url: str, flow_run_id: str) -> list[str]:
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(flow_run_id)])))
+    return [f"{log.name} - {log.message}" for log in logs]
