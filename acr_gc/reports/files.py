@@ -1,7 +1,11 @@
 """Writing a run's files into ``<out_dir>/<instance_id>/<run_id>/`` (DESIGN section 8).
 
 CSV cells that a spreadsheet would run as a formula (leading ``=``, ``+``, ``-``, ``@``,
-tab or carriage return) are prefixed with ``'``: finance opens these files in Excel.
+tab or carriage return; OWASP's list) are prefixed with ``'``: finance opens these files
+in Excel. A cell that already starts with ``'`` gets one too, so that a program reading
+the file takes exactly one leading ``'`` off any cell and has the data back, unchanged.
+Rows end in CRLF (RFC 4180): the csv writer then quotes a cell holding a lone CR, which
+would otherwise end the row in the middle of a name.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from acr_gc.reports.summary import Summary
 
 PLAN_CSV_COLUMNS = ["namespace", "repo", "tag", "digest", "size", "updated", "expired", "regenerable_by"]
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_NEUTRALISED_PREFIXES = (*_FORMULA_PREFIXES, "'")
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -33,19 +38,24 @@ def run_dir(out_dir: str | Path, instance_id: str, run_id: str) -> Path:
 
 
 def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text cells that start like a spreadsheet formula get a leading apostrophe."""
+    """Text cells that start like a spreadsheet formula, or with an apostrophe, get a leading apostrophe."""
     out = frame.copy()
     for column in out.columns:
         if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
             values = out[column]
-            risky = values.map(lambda v: isinstance(v, str) and v.startswith(_FORMULA_PREFIXES))
+            risky = values.map(lambda v: isinstance(v, str) and v.startswith(_NEUTRALISED_PREFIXES))
             if risky.any():
                 out.loc[risky, column] = "'" + values[risky]
     return out
 
 
+def csv_text(frame: pd.DataFrame, header: bool = True) -> str:
+    """The frame as CSV the way every file of a run is written: neutralised, CRLF rows."""
+    return neutralize_formulas(frame).to_csv(index=False, header=header, lineterminator="\r\n")
+
+
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    _atomic_write(path, neutralize_formulas(frame).to_csv(index=False))
+    _atomic_write(path, csv_text(frame))
     return path
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from acr_gc.reports.chart import storage_chart
-from acr_gc.reports.files import _atomic_write, neutralize_formulas, write_csv
+from acr_gc.reports.files import _atomic_write, csv_text, write_csv
 from acr_gc.rules.figures import GIB, SAVINGS_COLUMNS, StorageFigures, normalize_samples
 
 SAMPLES_CSV_COLUMNS = ["time", "storage_bytes", "object_count", "phase"]
@@ -105,12 +105,13 @@ def headline(figures: StorageFigures, state: str = "GC_DONE") -> str:
 
 _MD_SPECIALS = str.maketrans({
     "\\": "\\\\", "|": "\\|", "*": "\\*", "_": "\\_", "`": "\\`", "[": "\\[", "]": "\\]",
-    "#": "\\#", "<": "&lt;", ">": "&gt;", "&": "&amp;", "\n": " ", "\r": " ",
+    "#": "\\#", "~": "\\~", "<": "&lt;", ">": "&gt;", "&": "&amp;", "\n": " ", "\r": " ",
 })
 
 
 def md_escape(value) -> str:
-    """A value safe inside markdown text and table cells (no markup, no HTML, no pipes)."""
+    """A value safe inside markdown text and table cells (no markup, no HTML, no pipes;
+    ``~`` too: GFM, as the Prefect UI renders it, strikes ``~~text~~`` through)."""
     return str(value).translate(_MD_SPECIALS)
 
 
@@ -237,18 +238,24 @@ def append_savings_row(out_dir: str | Path, row: dict) -> bool:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "savings.csv"
-    line = neutralize_formulas(pd.DataFrame([row]).reindex(columns=SAVINGS_COLUMNS))
+    line = pd.DataFrame([row]).reindex(columns=SAVINGS_COLUMNS)
     with _locked(path):
-        existing = path.read_text(encoding="utf-8") if path.exists() else ""
+        existing = _read_exactly(path) if path.exists() else ""
         if existing.strip():
             present = pd.read_csv(io.StringIO(existing), dtype=str, keep_default_na=False)
             run_ids = set(present["run_id"]) if "run_id" in present.columns else set()
-            if str(line["run_id"].iloc[0]) in run_ids:
+            if str(row.get("run_id")) in run_ids:
                 return False
             if not existing.endswith("\n"):
-                existing += "\n"
-            text = existing + line.to_csv(index=False, header=False)
+                existing += "\r\n"
+            text = existing + csv_text(line, header=False)
         else:
-            text = line.to_csv(index=False, header=True)
+            text = csv_text(line, header=True)
         _atomic_write(path, text)
     return True
+
+
+def _read_exactly(path: Path) -> str:
+    """The text as stored: no newline translation, so quoted CRs and CRLF rows stay as written."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        return handle.read()
