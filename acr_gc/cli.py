@@ -215,7 +215,7 @@ def run_command(
 
 def _print_run_lines(summary: dict, message: str | None) -> None:
     """Three lines: what happened, what storage did, what it saves."""
-    from acr_gc.reports.console import human_bytes
+    from acr_gc.reports.console import human_bytes, printable
 
     plan = summary.get("plan") or {}
     gc = summary.get("gc") or {}
@@ -228,7 +228,7 @@ def _print_run_lines(summary: dict, message: str | None) -> None:
     if plan:
         first += f" of {plan['tags_expired']} planned ({plan['tags_total']} tags in all)"
     if message and state not in ("GC_DONE", "COMPLETE"):
-        first += f" — {message.removeprefix(state + ': ')}"
+        first += f" — {printable(message.removeprefix(state + ': '))}"  # it may quote tag names
     typer.echo(first)
     if storage.get("before_bytes") is None:
         typer.echo("storage: not sampled (nothing changed)")

@@ -1,4 +1,9 @@
-"""What the terminal shows: short tables, not files."""
+"""What the terminal shows: short tables, not files.
+
+Names come from the registry's API, and a name could hold terminal control sequences
+(ESC ... clears the screen, retitles the window) or a right-to-left override that turns
+the rest of the line around; :func:`printable` shows those characters as escapes.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,12 @@ import typer
 from acr_gc.tasks.planning import PlanResult
 
 MAX_LISTED = 50
+
+
+def printable(text: str) -> str:
+    """``text`` with every character the terminal would act on instead of show written as
+    its Python escape (``\\x1b``, ``\\u202e``); letters of any script and emoji stay."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def human_bytes(n: int | float) -> str:
@@ -31,6 +42,7 @@ def print_plan_table(result: PlanResult) -> None:
         }]
     )
     shown = pd.concat([table, total], ignore_index=True)
+    shown["namespace"] = shown["namespace"].map(printable)
     shown["expected"] = shown["expected_bytes"].map(human_bytes)
     typer.echo(shown[["namespace", "tags", "expired", "unregenerable", "expected"]].to_string(index=False))
     if result.expected.is_upper_bound:
@@ -45,7 +57,7 @@ def print_plan_table(result: PlanResult) -> None:
 def print_blocking(blocking: pd.DataFrame) -> None:
     typer.echo(f"gate BLOCKED: {len(blocking)} expired tag(s) cannot be regenerated and are not allowed:", err=True)
     for row in blocking.head(MAX_LISTED).itertuples(index=False):
-        typer.echo(f"  {row.namespace}/{row.repo}:{row.tag} {row.digest}", err=True)
+        typer.echo(printable(f"  {row.namespace}/{row.repo}:{row.tag} {row.digest}"), err=True)
     if len(blocking) > MAX_LISTED:
         typer.echo(f"  … and {len(blocking) - MAX_LISTED} more (see plan.csv, regenerable_by = none)", err=True)
     typer.echo(

@@ -30,7 +30,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from acr_gc.emulator.process import EmulatorProcess
-from pipeline.pipeline_support import OPS_AK, OPS_SECRET, config_dict, run_flow, summary_of
+from pipeline.pipeline_support import OPS_AK, OPS_SECRET, cli_env, config_dict, run_cli, run_flow, summary_of, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ REGENERATE_FROM = {NS_HOSTILE: "build rule image_tag *", NS_PLAIN: f"{SOURCE} (m
 # cri-hostile-gate: "keep" is newest and kept (count 1); the others have no way back.
 GATE_TAGS = ["<script>alert(2)</script>", "<img src=x onerror=alert(3)>", "&amp;lt;",
              "pipe|`tick`*star*_u_~~s~~[l](javascript:x)", '=HYPERLINK("http://x")', "'quoted",
-             "../../etc/passwd", "タグ\u202egnp", "#heading"]
+             "../../etc/passwd", "タグ\u202egnp", "#heading", "\x1b[2J\x1b]0;pwned\x07"]
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -286,3 +286,30 @@ def test_hostile_names_in_the_gate_message_reach_the_reports_as_text(emu, prefec
         assert name in md_page.text, name
     plan = _assert_no_live_formula(folder / "plan.csv")
     assert {r["tag"] for r in plan} == {"keep", *GATE_TAGS}
+
+
+ESCAPED = {"タグ\u202egnp": "タグ\\u202egnp", "\x1b[2J\x1b]0;pwned\x07": "\\x1b[2J\\x1b]0;pwned\\x07"}
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+def test_the_terminal_shows_escapes_not_control_characters(emu, prefect_api_url, tmp_path, command):
+    """``acr-gc plan`` and ``acr-gc run`` name the blocking tags on the operator's
+    terminal: a name holding ESC sequences would clear the screen or retitle the window, a
+    right-to-left override would reverse what follows. Those are shown as escapes, every
+    other name verbatim."""
+    emu.load(_dataset())
+    config = write_config(_config(emu, tmp_path, "cri-hostile-gate"), tmp_path / "config.yaml")
+
+    result = run_cli([command, "--config", str(config)], cli_env(prefect_api_url), timeout=120)
+
+    assert result.returncode == 3, (result.stdout, result.stderr)  # the gate blocks
+    for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+        raw = [(ch, line[:80]) for line in text.splitlines() for ch in line if not ch.isprintable()]
+        assert raw == [], f"{command}: raw control characters on {stream}: {raw[:3]}"
+    expected = {f"{NS_HOSTILE}/svc:{ESCAPED.get(tag, tag)}" for tag in GATE_TAGS}
+    if command == "plan":  # one line per tag: "  <namespace>/<repo>:<tag> <digest>"
+        listed = {line.strip().rsplit(" ", 1)[0] for line in result.stderr.splitlines() if "/svc:" in line}
+        assert listed == expected
+    else:  # "state: BLOCKED — gate blocked: … (<namespace>/<repo>:<tag>, …); …"
+        [line] = [line for line in result.stdout.splitlines() if line.startswith("state: BLOCKED")]
+        assert all(name in line for name in expected), line
