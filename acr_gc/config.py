@@ -15,6 +15,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -85,15 +86,25 @@ Region = Annotated[str, _matching(r"[a-z]{2,}(-[a-z0-9]+)+", "a region id such a
 InstanceId = Annotated[str, _matching(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}", "an instance id such as cri-abc123")]
 # OSS bucket names: lowercase letters, digits and '-', neither first nor last, at most 63.
 BucketName = Annotated[str, _matching(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", "a valid OSS bucket name")]
-# An SDK endpoint is a host, maybe a port: a pasted URL would be dialled as a host name.
-Endpoint = Annotated[
-    str,
-    _matching(
-        r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])"
-        r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
-        "host or host:port (no scheme, no path), e.g. cr.cn-hangzhou.aliyuncs.com",
-    ),
-]
+
+
+def _host_and_port(value: str | None) -> str | None:
+    """An SDK endpoint is a host, maybe with a port: a pasted URL would be dialled as a host name."""
+    if value is None:
+        return value
+    try:
+        parts = urlsplit(f"//{value}")
+        _ = parts.port  # ValueError unless a number in 0..65535
+    except ValueError:
+        parts = None
+    if parts is None or not parts.hostname or parts.path or parts.query or parts.fragment or "@" in value \
+            or any(ch.isspace() for ch in value):
+        raise ValueError(f"{value!r} is not host or host:port (no scheme, no path), e.g. cr.cn-hangzhou.aliyuncs.com")
+    return value
+
+
+Endpoint = Annotated[str, AfterValidator(_host_and_port)]
+
 # Prefect block document names: lowercase letters, digits and dashes.
 CredentialsSource = Annotated[
     str, _matching(r"chain|block:[a-z0-9-]+", "'chain' or 'block:<name>' (a Prefect block name: a-z, 0-9, -)")

@@ -30,7 +30,16 @@ import pytest
 from markdown_it import MarkdownIt
 
 from acr_gc.emulator.process import EmulatorProcess
-from pipeline.pipeline_support import OPS_AK, OPS_SECRET, cli_env, config_dict, run_cli, run_flow, summary_of, write_config
+from pipeline.pipeline_support import (
+    OPS_AK,
+    OPS_SECRET,
+    cli_env,
+    config_dict,
+    run_cli,
+    run_flow,
+    summary_of,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
