@@ -27,6 +27,7 @@ from acr_gc.ledger.instance_lock import InstanceBusy, InstanceLease, acquire, li
 from acr_gc.ledger.plans import save_plan
 from acr_gc.ledger.store import LedgerUnavailable
 from acr_gc.reports import files
+from acr_gc.reports.console import printable  # names from the API reach terminals and logs
 from acr_gc.reports.summary import (
     ChecksSummary,
     CostSummary,
@@ -197,7 +198,7 @@ def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, 
             check_whitelist(config, driver)
             window = check_bucket(config)
         except (BadInput, CheckFailed) as exc:
-            logger.error("run blocked before any change: %s", exc)
+            logger.error("run blocked before any change: %s", printable(str(exc)))
             journal.finish("BLOCKED", str(exc))
             return Failed(message=f"BLOCKED: {exc}", data=summary.model_dump(mode="json"))
 
@@ -308,7 +309,8 @@ def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, 
                 summary.checks.missed_deletions = len(verification.missed)
                 if len(verification.unexpected):
                     logger.error("GC deleted %d tag(s) outside the verified plan: %s", len(verification.unexpected),
-                                 ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in verification.unexpected.itertuples()))
+                                 printable(", ".join(f"{r.namespace}/{r.repo}:{r.tag}"
+                                                     for r in verification.unexpected.itertuples())))
             except Exception as verify_error:
                 logger.error("could not verify the partial deletions: %s", verify_error)
         message = _one_line(exc)
