@@ -89,15 +89,17 @@ def create_app(state, gc: GcService, faults: FaultSettings) -> Starlette:
         try:
             data = ds.Dataset.model_validate(await _json(request))
         except ValidationError as exc:
-            return _bad(f"invalid dataset: {exc}")
+            return _bad(f"invalid dataset: {ds.describe(exc)}")
+        except RecursionError:
+            return _bad("invalid dataset: nested too deeply")
         except ValueError as exc:
             return _bad(f"invalid dataset: {exc}")
-        previous = state.dataset
+        before = state.dump()  # a load that fails half-way leaves the state as it was, not reset
         gc.abort_all()
         try:
             state.load(data)
         except (ValueError, KeyError) as exc:
-            state.load(previous)
+            state.restore(before)
             return _bad(f"invalid dataset: {exc}")
         return JSONResponse({"ok": True, "clock": state.now().isoformat()})
 
