@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -227,7 +229,7 @@ def test_lifecycle_skip_does_not_miss_writes_or_rule_changes():
 
 def test_storage_load_from_dataset():
     specs = [
-        ds.Bucket(name="b1", versioning="Enabled", policy={"Version": "1", "Statement": []},
+        ds.Bucket(name="b1", versioning="Enabled", policy={"Version": "1", "Statement": [{"Effect": "Allow", "Action": ["oss:GetObject"], "Principal": ["ci"], "Resource": ["acs:oss:*:*:b1/*"]}]},
                   lifecycle=[rule(noncurrent_days=2)], extra_objects=[ds.ExtraObject(key="a", size=11)]),
         ds.Bucket(name="b2"),
     ]  # fmt: skip
@@ -237,7 +239,7 @@ def test_storage_load_from_dataset():
     b1 = s.bucket("b1")
     assert b1.region == "cn-hangzhou" and s.bucket("b2").region == "cn-shanghai"
     assert b1.versioning == "Enabled" and b1.lifecycle[0].noncurrent_days == 2
-    assert b1.policy == '{"Version": "1", "Statement": []}'
+    assert json.loads(b1.policy) == {"Version": "1", "Statement": [{"Effect": "Allow", "Action": ["oss:GetObject"], "Principal": ["ci"], "Resource": ["acs:oss:*:*:b1/*"]}]}
     assert s.bucket("b2").policy is None
     assert stat_tuple(b1) == (11, 0, 1, 0, 11, 1)
     with pytest.raises(NoSuchBucket):
