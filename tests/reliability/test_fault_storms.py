@@ -3,9 +3,9 @@ connections — the run rides over them and its results are still exactly right.
 
 Unlike the steady 5 % of tests/pipeline/test_pipeline_failures.py, the weather here comes
 in fronts: a background thread alternates calm spells with storms for as long as the
-run lasts — a throttling storm (the emulator admits 3 requests a second), then a burst
-where half of all requests answer 503 or lose their connection after the response head.
-A storm lasts 1.5 s, about as long as the backoff of the first four retries, so calls are
+run lasts — a burst where 60 % of all requests answer 503 or lose their connection after
+the response head, then a throttling storm (the emulator admits 3 requests a second).
+A storm lasts 1.2 s, about as long as the backoff of the first four retries, so calls are
 caught in one and must retry into the calm; `api.retries: 10` is what an operator would
 set for an API known to storm.
 
@@ -32,8 +32,8 @@ from acr_gc.emulator.process import EmulatorProcess  # noqa: E402
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 CALM = {"qps": 0, "fault_rate": 0}
-STORMS = [{"qps": 3, "fault_rate": 0}, {"qps": 0, "fault_rate": 0.5}]
-STORM_S, CALM_S = 1.5, 1.0
+STORMS = [{"qps": 0, "fault_rate": 0.6}, {"qps": 3, "fault_rate": 0}]  # the 5xx burst meets the inventory
+STORM_S, CALM_S = 1.2, 0.6
 
 
 class Weather:
@@ -45,7 +45,9 @@ class Weather:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
-        while True:
+        while not self._stop.is_set() and not sum(self.emu.truth()["request_counts"].values()):
+            self._stop.wait(0.05)  # the weather starts with the run's first request
+        while not self._stop.is_set():
             storm = STORMS[self.storms % len(STORMS)]
             self.emu.set_faults(**storm)
             self.storms += 1
@@ -80,9 +82,9 @@ def test_a_run_through_storms_of_throttling_5xx_and_dropped_connections_is_exact
     faults = truth["fault_counts"]
     print(f"storms {weather.storms}, emulator fault counts {faults}, adapter retries {after.retries - before.retries}")
     assert state.is_completed(), (state.message, faults)
-    assert weather.storms >= 4, "the run should have met both kinds of storm at least twice"
-    for kind in ("throttled", "unavailable", "dropped"):
-        assert sum(n for k, n in faults.items() if k.endswith(kind)) > 0, (kind, faults)
+    assert weather.storms >= 2, "the run should have met both kinds of storm"
+    assert sum(n for k, n in faults.items() if k.endswith("throttled")) > 0, faults
+    assert sum(n for k, n in faults.items() if k.endswith(("unavailable", "dropped"))) > 0, faults
     retries = after.retries - before.retries
     # Each retry answers one fault the emulator counted; a dropped answer to a call that
     # is not safe to repeat (the GC start) is looked up instead of retried.
