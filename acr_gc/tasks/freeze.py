@@ -45,12 +45,12 @@ def freeze_bucket(config: Config, ledger: Ledger, run_id: str) -> Freeze:
     oss = oss_client(config)
     bucket = config.target.bucket
     earlier = outstanding_freezes(ledger, bucket)
+    current = oss.get_policy()
     if earlier:
         record = earlier[0]
         sid = record.sid
         log.warning("bucket %s: reusing the freeze recorded by run %s (never stacked)", bucket, record.run_id)
     else:
-        current = oss.get_policy()
         sid = freeze_sid(run_id)
         with ledger.session() as session:
             record = Freeze(
@@ -65,7 +65,7 @@ def freeze_bucket(config: Config, ledger: Ledger, run_id: str) -> Freeze:
             session.add(record)
     statement = freeze_statement(bucket, run_id, config.freeze.principals)
     statement["Sid"] = sid
-    oss.put_policy(apply_freeze(oss.get_policy(), statement))
+    oss.put_policy(apply_freeze(current, statement))
     with ledger.session() as session:
         session.get(Freeze, record.id).status = "applied"
     return record
