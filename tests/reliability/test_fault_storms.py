@@ -2,12 +2,13 @@
 connections — the run rides over them and its results are still exactly right.
 
 Unlike the steady 5 % of tests/pipeline/test_pipeline_failures.py, the weather here comes
-in fronts: a background thread alternates calm spells with storms for as long as the
-run lasts — a burst where 60 % of all requests answer 503 or lose their connection after
-the response head, then a throttling storm (the emulator admits 3 requests a second).
-A storm lasts 1.2 s, about as long as the backoff of the first four retries, so calls are
-caught in one and must retry into the calm; `api.retries: 10` is what an operator would
-set for an API known to storm.
+in fronts tied to what the run is doing (so each meets requests on a fast or a slow
+machine): a burst where 60 % of all requests answer 503 or lose their connection after
+the response head, from the run's first request (the inventory); a throttling storm (the
+emulator admits 1 request a second) once the GC task runs (the watcher polls); then the two
+alternate until the run ends. A storm lasts 1.5 s, longer than the certain part of the
+first four retries' backoff (1.5 s), so calls are caught in one and must retry into the
+calm; `api.retries: 10` is what an operator would set for an API known to storm.
 
 What it proves: the run completes, GC deleted exactly the hand-worked expired set (the
 emulator's truth, tests/pipeline/pipeline_support.py), one GC task, the policy back as it
@@ -32,31 +33,46 @@ from acr_gc.emulator.process import EmulatorProcess  # noqa: E402
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 CALM = {"qps": 0, "fault_rate": 0}
-STORMS = [{"qps": 0, "fault_rate": 0.6}, {"qps": 3, "fault_rate": 0}]  # the 5xx burst meets the inventory
-STORM_S, CALM_S = 1.2, 0.6
+BURST = {"qps": 0, "fault_rate": 0.6}  # 503s and connections cut after the head
+THROTTLE = {"qps": 1, "fault_rate": 0}
+STORM_S, CALM_S = 1.5, 0.6
 
 
 class Weather:
-    """Calm, storm, calm, the other storm, … on the emulator until stopped."""
+    """Fronts tied to what the run is doing, so that each storm meets requests however fast
+    or slow the machine: the burst with the run's first request (the inventory's listings
+    follow at once), the throttling storm once the GC task runs (the watcher polls every
+    0.2 s); after that the two alternate until the run ends."""
 
-    def __init__(self, emu):
-        self.emu, self.storms = emu, 0
+    def __init__(self, emu, instance_id: str):
+        self.emu, self.instance_id = emu, instance_id
+        self.storms: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set() and not sum(self.emu.truth()["request_counts"].values()):
-            self._stop.wait(0.05)  # the weather starts with the run's first request
+    def _wait_for(self, predicate) -> bool:
         while not self._stop.is_set():
-            storm = STORMS[self.storms % len(STORMS)]
-            self.emu.set_faults(**storm)
-            self.storms += 1
-            if self._stop.wait(STORM_S):
-                break
-            self.emu.set_faults(**CALM)
-            if self._stop.wait(CALM_S):
-                break
+            if predicate(self.emu.truth()):
+                return True
+            self._stop.wait(0.05)
+        return False
+
+    def _storm(self, name: str, settings: dict) -> bool:
+        self.emu.set_faults(**settings)
+        self.storms.append(name)
+        stopped = self._stop.wait(STORM_S)
         self.emu.set_faults(**CALM)
+        return not stopped and not self._stop.wait(CALM_S)
+
+    def _loop(self) -> None:
+        gc_running = lambda truth: any(  # noqa: E731
+            t["state"] == "RUNNING" for t in truth["instances"][self.instance_id]["gc_tasks"])
+        if not (self._wait_for(lambda truth: sum(truth["request_counts"].values())) and self._storm("5xx", BURST)):
+            return
+        if not (self._wait_for(gc_running) and self._storm("throttling", THROTTLE)):
+            return
+        while self._storm("5xx", BURST) and self._storm("throttling", THROTTLE):
+            pass
 
     def __enter__(self) -> "Weather":
         self._thread.start()
@@ -65,16 +81,17 @@ class Weather:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(10)
+        self.emu.set_faults(**CALM)
 
 
 def test_a_run_through_storms_of_throttling_5xx_and_dropped_connections_is_exactly_right(
         prefect_api_url, tmp_path, monkeypatch):
-    with EmulatorProcess(dataset(run_policy=OTHER_POLICY), gc_tags_per_second=5, seed=7) as emu:
+    with EmulatorProcess(dataset(run_policy=OTHER_POLICY), gc_tags_per_second=2, seed=7) as emu:
         storage_before = emu.truth()["buckets"]["cri-run-storage"]["storage_bytes"]
         config = config_dict((emu.acr_endpoint, emu.oss_endpoint), tmp_path, "cri-run", "cri-run-storage",
                              api={"qps": 200, "concurrency": 4, "retries": 10})
         before = calls.stats()
-        with Weather(emu) as weather:
+        with Weather(emu, "cri-run") as weather:
             state, folder = run_flow(config, monkeypatch)
         after = calls.stats()
         truth = emu.truth()
@@ -82,7 +99,7 @@ def test_a_run_through_storms_of_throttling_5xx_and_dropped_connections_is_exact
     faults = truth["fault_counts"]
     print(f"storms {weather.storms}, emulator fault counts {faults}, adapter retries {after.retries - before.retries}")
     assert state.is_completed(), (state.message, faults)
-    assert weather.storms >= 2, "the run should have met both kinds of storm"
+    assert weather.storms[:2] == ["5xx", "throttling"], weather.storms
     assert sum(n for k, n in faults.items() if k.endswith("throttled")) > 0, faults
     assert sum(n for k, n in faults.items() if k.endswith(("unavailable", "dropped"))) > 0, faults
     retries = after.retries - before.retries
