@@ -163,22 +163,41 @@ def _assert_no_live_formula(path: Path) -> list[dict]:
 
 
 class _Page(HTMLParser):
-    """Elements (with attributes) and the whole text of an HTML page."""
+    """Elements (with attributes) and the whole text of an HTML page, and for each piece of
+    text the elements it sits in."""
+
+    VOID = {"br", "img", "meta", "link", "hr", "input", "col", "source", "wbr"}
 
     def __init__(self, html: str):
         super().__init__(convert_charrefs=True)
         self.elements: list[tuple[str, dict]] = []
         self.chunks: list[str] = []
+        self.inside: list[tuple[str, tuple[str, ...]]] = []  # (text, open elements)
+        self._open: list[str] = []
         self.feed(html)
         self.close()
 
     def handle_starttag(self, tag, attrs):
         self.elements.append((tag, dict(attrs)))
+        if tag not in self.VOID:
+            self._open.append(tag)
 
-    handle_startendtag = handle_starttag
+    def handle_startendtag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag):
+        if tag in self._open:
+            del self._open[len(self._open) - 1 - self._open[::-1].index(tag):]
 
     def handle_data(self, data):
         self.chunks.append(data)
+        self.inside.append((data, tuple(self._open)))
+
+    def isolated(self, needle: str) -> bool:
+        """Every piece of text holding ``needle`` sits in a <bdi>: a right-to-left override
+        in the data cannot reverse the report's own words around it."""
+        found = [within for text, within in self.inside if needle in text]
+        return bool(found) and all("bdi" in within for within in found)
 
     @property
     def text(self) -> str:
@@ -250,6 +269,7 @@ def test_hostile_names_are_inert_lossless_and_gc_deletes_exactly_the_expired(
     # report.html and report.md: the hostile namespace is shown as text, never as markup.
     html_page = _assert_inert((folder / "report.html").read_text(encoding="utf-8"), "data:image/png;base64,")
     assert NS_HOSTILE in html_page.text
+    assert html_page.isolated(NS_HOSTILE)
     md_page = _markdown_page((folder / "report.md").read_text(encoding="utf-8"), "storage.png")
     assert NS_HOSTILE in md_page.text
 
@@ -290,6 +310,7 @@ def test_hostile_names_in_the_gate_message_reach_the_reports_as_text(emu, prefec
     listed = [f"{NS_HOSTILE}/svc:{tag}" for tag in GATE_TAGS]
     html_page = _assert_inert((folder / "report.html").read_text(encoding="utf-8"), "data:image/png;base64,")
     md_page = _markdown_page((folder / "report.md").read_text(encoding="utf-8"), "storage.png")
+    assert html_page.isolated("\u202e"), [w for t, w in html_page.inside if "\u202e" in t]
     for name in listed:
         assert name in html_page.text, name
         assert name in md_page.text, name
