@@ -147,12 +147,13 @@ def _with_out(config, out: Optional[Path]):
         return config
     from pydantic import ValidationError
 
-    from acr_gc.config import Report, describe_error
+    from acr_gc.config import Report
+    from acr_gc.input_errors import first_problem
 
     try:
         report = Report.model_validate({**config.report.model_dump(), "out_dir": out})
     except ValidationError as exc:
-        fail(f"--out: {describe_error(exc)}")
+        fail(f"--out: {first_problem(exc, Report)}")
     return config.model_copy(update={"report": report})
 
 

@@ -9,7 +9,6 @@ run before the first request instead of half way through it.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from datetime import timedelta
@@ -30,6 +29,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from acr_gc.input_errors import first_problem
 
 MAX_CONFIG_BYTES = 2**20  # a run configuration is a few kilobytes
 
@@ -294,27 +295,4 @@ def load_config(path: str | Path) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"config {path}: {describe_error(exc)}") from None
-
-
-def describe_error(exc: ValidationError) -> str:
-    """The first problem as ``<dotted field>: <reason>``, and how many more there are."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key" + _did_you_mean(first["loc"])
-    else:
-        msg = first["msg"].removeprefix("Value error, ")
-    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-    return f"{where}: {msg}{more}"
-
-
-def _did_you_mean(loc: tuple) -> str:
-    model: type[BaseModel] = Config
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
-            return ""
-        model = field.annotation
-    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"config {path}: {first_problem(exc, Config)}") from None

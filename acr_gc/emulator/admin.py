@@ -20,6 +20,7 @@ from acr_gc.emulator import dataset as ds
 from acr_gc.emulator.faults import FaultSettings
 from acr_gc.emulator.gc import GcService
 from acr_gc.emulator.storage import NoSuchBucket
+from acr_gc.input_errors import first_problem
 
 
 def _bad(message: str, status: int = 400) -> JSONResponse:
@@ -89,7 +90,7 @@ def create_app(state, gc: GcService, faults: FaultSettings) -> Starlette:
         try:
             data = ds.Dataset.model_validate(await _json(request))
         except ValidationError as exc:
-            return _bad(f"invalid dataset: {ds.describe(exc)}")
+            return _bad(f"invalid dataset: {first_problem(exc)}")
         except RecursionError:
             return _bad("invalid dataset: nested too deeply")
         except ValueError as exc:

@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from acr_gc.emulator.policy import parse_policy
+from acr_gc.input_errors import first_problem
 
 Name = Annotated[str, Field(min_length=1)]
 
@@ -218,16 +219,7 @@ def load_dataset(path: str | Path) -> Dataset:
     try:
         return Dataset.model_validate(raw)
     except ValidationError as exc:
-        raise DatasetError(f"{path}: {describe(exc)}") from None
-
-
-def describe(exc: ValidationError) -> str:
-    """The first problem as ``<dotted field>: <reason>``, and how many more there are."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
-    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-    return f"{where}: {msg}{more}"
+        raise DatasetError(f"{path}: {first_problem(exc)}") from None
 
 
 BUNDLED_DEMO = Path(__file__).parent / "data" / "demo.json"
