@@ -40,7 +40,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import httpx
+from prefect_server_kit import PrefectServer
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS_DIR = ROOT / "test-artifacts"
@@ -194,12 +193,6 @@ def config_dict(emu, instance_id: str, root: Path, *, sampling: dict | None = No
 # ---- processes --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def child_env(prefect_home: Path, api_url: str | None, **extra: str) -> dict[str, str]:
     """A child's environment: the emulator's key, a private Prefect home, our API only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "PREFECT_"))}
@@ -265,38 +258,6 @@ def prefect_cli(*args: str, env: dict[str, str], timeout: float = 180) -> subpro
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
 
 
-class PrefectServer:
-    """``prefect server start`` (UI on) on a free port, private home, SQLite database."""
-
-    def __init__(self, timeout: float = 120.0):
-        self.home = Path(tempfile.mkdtemp(prefix="acr-gc-deploy-prefect-"))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.api_url = f"{self.url}/api"
-        env = child_env(self.home, None,
-                        PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
-                        PREFECT_UI_API_URL=self.api_url)
-        self.child = Child([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                            "--port", str(self.port), "--analytics-off", "--ui"], env, self.home / "server.log")
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.child.poll() is not None:
-                raise RuntimeError(f"prefect server exited (rc {self.child.poll()}):\n{self.child.output()}")
-            try:
-                if httpx.get(f"{self.api_url}/health", timeout=2, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"prefect server not healthy after {timeout}s:\n{self.child.output()}")
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        self.child.stop()
-        shutil.rmtree(self.home, ignore_errors=True)
-
-
 def tails(*parts: tuple[str, str]) -> str:
     return "\n".join(f"--- {name} ---\n{text}" for name, text in parts)
 
@@ -332,7 +293,7 @@ def acquire_server() -> PrefectServer:
     if _server is None:
         # a worker bound to the session's test server would carry this server's events there
         drain_prefect_clients()
-        _server = PrefectServer()
+        _server = PrefectServer(ui=True)
     _users += 1
     return _server
 

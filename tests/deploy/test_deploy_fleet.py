@@ -83,7 +83,7 @@ def test_fleet_reclaims_two_blocks_one_and_beats_sequential_runs(server, fleet_e
         state = reclaim_fleet(_configs(fleet_emu, tmp_path / "fleet"), slots_per_region=3, return_state=True)
         fleet_seconds = time.monotonic() - started
     after = fleet_emu.truth()
-    assert state.is_completed(), f"{state.type}: {state.message}\n{server.child.output(3000)}"
+    assert state.is_completed(), f"{state.type}: {state.message}\n{server.output(3000)}"
     outcomes = {o.instance_id: o for o in state.result()}
     assert list(outcomes) == [ds.FLEET_A, ds.FLEET_B, ds.FLEET_C]  # the summary, in config order
 

@@ -26,9 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -39,8 +37,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import httpx
 import yaml
+from prefect_server_kit import PrefectServer  # noqa: F401 - the crash and cancel tests use it from here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -174,12 +172,6 @@ def base_env(prefect_home: Path, api_url: str | None) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # ---- processes in their own process groups -------------------------------------------
 
 
@@ -249,39 +241,6 @@ def acr_gc_args(*args: str) -> list[str]:
 
 
 # ---- a Prefect server ----------------------------------------------------------------
-
-
-class PrefectServer:
-    """``prefect server start`` on a free port with a private home and SQLite database."""
-
-    def __init__(self, timeout: float = 90.0):
-        self.home = Path(tempfile.mkdtemp(prefix="acr-gc-prefect-"))
-        self.port = free_port()
-        self.api_url = f"http://127.0.0.1:{self.port}/api"
-        env = base_env(self.home, None)
-        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{self.home / 'prefect.db'}"
-        self.child = Child(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port),
-             "--no-ui", "--analytics-off"],
-            env, self.home / "server.log",
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.child.poll() is not None:
-                raise RuntimeError(f"prefect server exited: {self.child.output()}")
-            try:
-                if httpx.get(f"{self.api_url}/health", timeout=2, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"prefect server not healthy after {timeout}s: {self.child.output()}")
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        self.child.stop()
-        shutil.rmtree(self.home, ignore_errors=True)
 
 
 # ---- waits and observations ----------------------------------------------------------

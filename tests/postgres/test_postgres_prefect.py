@@ -10,12 +10,8 @@ stays bound to the session's test server (tests/conftest.py).
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -23,65 +19,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from acr_gc.emulator.process import EmulatorProcess
-from postgres_kit import free_port
+from prefect_server_kit import PrefectServer
 from reporting_support import INSTANCE, ROOT, cli_env, config_dict, write_config
 
 pytestmark = pytest.mark.slow
-
-
-class PrefectServerOnPostgres:
-    def __init__(self, database_url: str, timeout: float = 120.0):
-        self.home = Path(tempfile.mkdtemp(prefix="acr-gc-pg-prefect-"))
-        self.port = free_port()
-        self.api_url = f"http://127.0.0.1:{self.port}/api"
-        self.log_path = self.home / "server.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env.update(PREFECT_HOME=str(self.home), PREFECT_SERVER_DATABASE_CONNECTION_URL=database_url,
-                   PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1", PYTHONUNBUFFERED="1")
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--analytics-off", "--no-ui"],
-                env=env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"prefect server exited (rc {self.proc.returncode}):\n{self.output()}")
-                try:
-                    if httpx.get(f"{self.api_url}/health", timeout=2, trust_env=False).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"prefect server not healthy after {timeout}s:\n{self.output()}")
-                time.sleep(0.5)
-        except BaseException:
-            self.stop()
-            raise
-
-    def output(self, chars: int = 5000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        """SIGTERM the server's process group, then SIGKILL what is left; delete its home."""
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-        try:  # the group may outlive its leader
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +36,11 @@ def emu():
 @pytest.fixture
 def prefect_on_postgres(postgres_cluster):
     postgres_cluster.create_database("prefect")
-    server = PrefectServerOnPostgres(postgres_cluster.url("prefect", driver="asyncpg"))
+    server = PrefectServer(database_url=postgres_cluster.url("prefect", driver="asyncpg"))
     try:
         yield server
     finally:
         server.stop()
-        import shutil
-
-        shutil.rmtree(server.home, ignore_errors=True)
 
 
 def test_prefect_server_on_postgres_runs_a_plan_flow(emu, postgres_cluster, prefect_on_postgres, tmp_path):
