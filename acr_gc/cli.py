@@ -18,10 +18,38 @@ emulator_app = typer.Typer(no_args_is_help=True, help="The local ACR + OSS emula
 app.add_typer(emulator_app, name="emulator")
 
 
+@app.callback()
+def _every_command() -> None:
+    """Prefect's environment defaults (telemetry off, acr-gc's loggers forwarded to the
+    flow run's logs), set before anything imports Prefect; the user's own values win."""
+    from acr_gc.prefect_api import quiet_defaults
+
+    quiet_defaults()
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print one line on stderr and exit; used for every bad-input path."""
     typer.echo(f"acr-gc: {message}", err=True)
     raise typer.Exit(code)
+
+
+def _start_prefect_api() -> None:
+    """First thing in a command that runs flows: find the Prefect API, or start the
+    temporary server now so that it boots while the command reads its config and imports
+    its flows (acr_gc/prefect_api.py says why)."""
+    from acr_gc.prefect_api import use_prefect_api
+
+    use_prefect_api()
+
+
+def _prefect_api_ready() -> None:
+    """Right before the first flow call: the API answers, or one line says why not (exit 1)."""
+    from acr_gc.prefect_api import PrefectApiUnavailable, wait_for_prefect_api
+
+    try:
+        wait_for_prefect_api()
+    except PrefectApiUnavailable as exc:
+        fail(str(exc), code=1)
 
 
 @emulator_app.command("serve")
@@ -127,12 +155,14 @@ def plan_command(
     Exit 0 when the gate passes, 3 when it blocks (the blocking tags are listed), 2 on
     bad input.
     """
+    _start_prefect_api()
     config = _with_out(_load(config_path), out)
     _preflight_or_exit(config)
 
     from acr_gc.flows.plan import plan_instance
     from acr_gc.reports.console import print_blocking, print_plan_table
 
+    _prefect_api_ready()
     outcome = plan_instance(config)
     print_plan_table(outcome.result)
     if not outcome.result.gate.passed:
@@ -196,6 +226,7 @@ def run_command(
     Exit 0 when GC is done, 3 when a check blocked the run before any change, 1 when the
     run failed or was cancelled (the bucket is thawed either way), 2 on bad input.
     """
+    _start_prefect_api()
     config = _with_out(_load(config_path), out)
     _ledger_or_exit(config).dispose()
     _preflight_or_exit(config)
@@ -203,6 +234,7 @@ def run_command(
     from acr_gc.reports.files import new_run_id
 
     run_id = new_run_id()
+    _prefect_api_ready()
     state = reclaim_storage(config, run_id=run_id, return_state=True)
     folder = Path(config.report.out_dir) / config.target.instance_id / run_id
     try:
@@ -283,11 +315,13 @@ def thaw_command(
 @app.command("sample")
 def sample_command(config_path: Path = typer.Option(..., "--config", help="run configuration (YAML)")) -> None:
     """One sampling pass over every open release window of the instance (scheduled mode)."""
+    _start_prefect_api()
     config = _load(config_path)
     _ledger_or_exit(config).dispose()
     _preflight_or_exit(config)
     from acr_gc.flows.sample import sample_storage
 
+    _prefect_api_ready()
     folders = sample_storage(config)
     if not folders:
         typer.echo(f"no open release window for instance {config.target.instance_id}")
@@ -303,6 +337,7 @@ def report_command(
 ) -> None:
     """Re-render a run's report from the ledger (summary.json, samples.csv, storage.png,
     report.md, report.html), and add its savings.csv row if its window has closed."""
+    _start_prefect_api()
     config = _load(config_path)
     from sqlalchemy.engine import make_url
 
@@ -323,6 +358,7 @@ def report_command(
         fail(f"no run {run_id!r} in the ledger {shown_url}")
     if owner != instance:
         fail(f"run {run_id} belongs to instance {owner}, not to the configured {instance}")
+    _prefect_api_ready()
     try:
         folder = build_report(ledger, run_id)
         finalize_savings(ledger, run_id)
@@ -344,11 +380,17 @@ def demo_command(
     out: Path = typer.Option(Path("reports/demo"), "--out", help="report folder root"),
 ) -> None:
     """The whole pipeline on the bundled emulator: plan, freeze, GC, thaw, sampling, report."""
+    _start_prefect_api()
     from acr_gc.demo import run_demo
     from acr_gc.reports.files import new_run_id
 
+    from acr_gc.prefect_api import PrefectApiUnavailable
+
     run_id = new_run_id()
-    config, state = run_demo(out, run_id)
+    try:
+        config, state = run_demo(out, run_id)
+    except PrefectApiUnavailable as exc:
+        fail(str(exc), code=1)
     folder = Path(config.report.out_dir) / config.target.instance_id / run_id
     try:
         summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))

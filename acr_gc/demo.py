@@ -18,7 +18,7 @@ from acr_gc.config import Config
 from acr_gc.emulator.dataset import BUNDLED_DEMO, load_dataset
 from acr_gc.emulator.process import EmulatorProcess
 
-DAY_SECONDS = 2.0  # one emulated day lasts two real seconds
+DAY_SECONDS = 1.0  # one emulated day lasts one real second
 GC_TAGS_PER_SECOND = 400.0
 
 
@@ -45,9 +45,11 @@ def demo_credentials() -> dict[str, str]:
 def run_demo(out_dir: Path, run_id: str):
     """Run the pipeline once against a fresh emulator; returns the flow's final state."""
     from acr_gc.flows.reclaim import reclaim_storage
+    from acr_gc.prefect_api import wait_for_prefect_api
 
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update(demo_credentials())
     with EmulatorProcess(BUNDLED_DEMO, day_seconds=DAY_SECONDS, gc_tags_per_second=GC_TAGS_PER_SECOND) as emulator:
         config = demo_config(emulator.acr_endpoint, emulator.oss_endpoint, out_dir)
+        wait_for_prefect_api()  # the temporary server (if any) booted alongside the emulator
         return config, reclaim_storage(config, run_id=run_id, return_state=True)

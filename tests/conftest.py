@@ -20,6 +20,10 @@ import tempfile
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="acr-gc-prefect-home-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# What the CLI sets for every command (acr_gc.prefect_api.quiet_defaults) and prefect.yaml
+# for deployments: the flows run here in-process, so the session sets it the same way.
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "acr_gc")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 import json
 from pathlib import Path

@@ -1,0 +1,198 @@
+"""Which Prefect API a command talks to — and, when there is none, a temporary server
+that is started early, given the time a busy small machine needs, and stopped at exit.
+
+Prefect's own fallback (its "ephemeral" server) starts only when the first flow call
+needs it, after the parent process has imported the whole server package for nothing,
+and gives it 20 s: on a 2-core machine that is 7–16 s of dead time per command and a
+random failure whenever the machine is busy. So the CLI decides first, in this order:
+
+1. the user's own ``PREFECT_API_URL`` (environment or Prefect profile) — always wins;
+2. a Prefect server already answering on this machine at ``PREFECT_SERVER_API_HOST`` /
+   ``PREFECT_SERVER_API_PORT`` (``prefect server start``): reused, and it also keeps a
+   second server off the same SQLite database;
+3. otherwise a temporary server of our own, spawned *before* the command imports its
+   flows and reads its config, so its start-up overlaps that work; it is stopped when
+   the command ends (and dies with it if the command is killed), so nothing is left
+   running that the user did not ask for.
+
+The temporary server's own output goes to ``$PREFECT_HOME/logs/acr-gc-temporary-server.log``,
+never to the user's terminal, and Prefect's telemetry is off unless the user turned it on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+DEFAULT_STARTUP_TIMEOUT_S = 300  # a cold start took 170 s on a 2-core machine at load 14; 20 s is Prefect's
+TIMEOUT_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+
+
+class PrefectApiUnavailable(RuntimeError):
+    """The temporary server did not come up: one line naming the setting and the log."""
+
+
+def quiet_defaults() -> None:
+    """Defaults for every command, set before Prefect reads its settings; a value the user
+    set in the environment wins. Telemetry off (it logs ERROR lines and tracebacks when the
+    machine has no internet); acr-gc's own step loggers forwarded to the flow run's logs."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "acr_gc")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+
+
+def _healthy(api_url: str, timeout: float = 0.5) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as response:
+            return response.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the server gets SIGTERM when the command's process dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class TemporaryServer:
+    """``uvicorn prefect.server.api.server:create_app`` on a free loopback port, the same
+    app Prefect's ephemeral mode runs (UI off), with its output sent to a log file."""
+
+    def __init__(self, home: Path) -> None:
+        self.log_path = home / "logs" / "acr-gc-temporary-server.log"
+        self.process: subprocess.Popen | None = None
+        self.port = 0
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def spawn(self) -> None:
+        self.port = _free_port()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+               "PREFECT__SERVER_FINAL": "1"}
+        env.pop("PREFECT_API_URL", None)
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+
+    def wait_ready(self, timeout_s: float, timeout_is_users: bool) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                if self.process.returncode == 3:  # uvicorn: the port was taken meanwhile
+                    self.spawn()
+                    continue
+                raise PrefectApiUnavailable(
+                    f"the temporary Prefect server exited with code {self.process.returncode} while starting "
+                    f"(its log: {self.log_path}); set PREFECT_API_URL to a running server to use that instead"
+                )
+            if _healthy(self.api_url, timeout=1.0):
+                return
+            time.sleep(0.1)
+        whose = "your" if timeout_is_users else "acr-gc's default"
+        raise PrefectApiUnavailable(
+            f"the temporary Prefect server did not answer within {timeout_s:g} s ({whose} {TIMEOUT_SETTING}; "
+            f"raise it, or set PREFECT_API_URL to a running server; its log: {self.log_path})"
+        )
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        _drain_prefect_workers()
+        process, self.process = self.process, None
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _drain_prefect_workers() -> None:
+    """Send the events and log lines still queued in this process before their server goes."""
+    if "prefect.events.worker" not in sys.modules:
+        return
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
+    except Exception:  # best effort: the run's outcome is already on disk and in the ledger
+        pass
+
+
+_server: TemporaryServer | None = None
+
+
+def use_prefect_api() -> None:
+    """Point this process (and its children) at a Prefect API, starting a temporary server
+    when there is none. Returns at once: the server's start-up overlaps the command's own
+    work, and :func:`wait_for_prefect_api` waits for it before the first flow call."""
+    global _server
+    quiet_defaults()
+    if os.environ.get("PREFECT_API_URL") or _server is not None:
+        return
+    host = os.environ.get("PREFECT_SERVER_API_HOST", "127.0.0.1")
+    port = os.environ.get("PREFECT_SERVER_API_PORT", "4200")
+    local = f"http://{host}:{port}/api"
+    if _healthy(local, timeout=0.3):
+        os.environ["PREFECT_API_URL"] = local
+        return
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    server = TemporaryServer(home)
+    server.spawn()  # before importing Prefect: the import and the server's start-up overlap
+    atexit.register(server.stop)  # registered before Prefect's own: runs after them
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():  # the user's profile names an API: it wins
+        server.stop()
+        return
+    os.environ["PREFECT_API_URL"] = server.api_url
+    refresh_global_settings_context()
+    _server = server
+
+
+def wait_for_prefect_api() -> None:
+    """Block until the temporary server answers (no-op when the API is someone else's)."""
+    if _server is None or _server.process is None:
+        return
+    from prefect.settings import get_current_settings
+
+    ephemeral = get_current_settings().server.ephemeral
+    users = "startup_timeout_seconds" in ephemeral.model_fields_set
+    timeout = ephemeral.startup_timeout_seconds if users else DEFAULT_STARTUP_TIMEOUT_S
+    _server.wait_ready(timeout, timeout_is_users=users)
+
+
+def stop_temporary_server() -> None:
+    """Stop the temporary server now (also done at exit)."""
+    global _server
+    if _server is not None:
+        _server.stop()
+        _server = None

@@ -1,0 +1,114 @@
+"""Which Prefect API a command uses, and how it says it has none (issue 16).
+
+`acr-gc plan` as a subprocess against the emulator with a tiny dataset:
+- a Prefect server already up on this machine (PREFECT_SERVER_API_HOST/PORT, no
+  PREFECT_API_URL) is reused: the flow run is in *that* server's API, and the command
+  started no server of its own;
+- the user's own start-up timeout wins, and when it is exceeded the command says so in
+  one line naming the setting, exits 1, and leaves no server running.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psutil
+import pytest
+import yaml
+
+from emulator_kit import AK, SECRET
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYER = "sha256:" + "a" * 64
+
+
+def _dataset(credentials) -> dict:
+    tags = [{"tag": f"v{i}", "digest": "sha256:" + f"{i + 1:064x}", "updated": f"2026-10-{i + 1:02d}T00:00:00Z",
+             "layers": [LAYER]} for i in range(4)]
+    return {
+        "clock": "2026-11-01T00:00:00Z", "credentials": credentials, "layers": {LAYER: 100},
+        "instances": [{"instance_id": "cri-start", "name": "start", "region": "cn-hangzhou",
+                       "gc_whitelisted": True, "bucket": "cri-start-storage", "namespaces": ["ns"],
+                       "repositories": [{"namespace": "ns", "name": "app", "source_code": None, "build_rules": [],
+                                         "sync_rules": [], "tags": tags}],
+                       "charts": [], "lifecycle_rules": []}],
+        "buckets": [{"name": "cri-start-storage", "versioning": None, "lifecycle": [], "policy": None,
+                     "extra_objects": []}],
+    }
+
+
+@pytest.fixture
+def plan_args(emulator, credentials, tmp_path):
+    emulator.load(_dataset(credentials))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "target": {"instance_id": "cri-start", "bucket": "cri-start-storage", "acr_endpoint": emulator.acr_endpoint,
+                   "oss_endpoint": emulator.oss_endpoint},
+        "report": {"out_dir": str(tmp_path / "out")},
+        "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
+    }), encoding="utf-8")
+    return ["plan", "--config", str(config)]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "PREFECT_"))}
+    env.update(ALIBABA_CLOUD_ACCESS_KEY_ID=AK, ALIBABA_CLOUD_ACCESS_KEY_SECRET=SECRET,
+               PREFECT_HOME=str(tmp_path / "prefect-home"), **extra)
+    return env
+
+
+def _servers_started_by(pid: int) -> list[int]:
+    """Prefect server processes whose parent is `pid` (seen while it runs)."""
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)
+                if "prefect.server.api.server:create_app" in " ".join(child.cmdline())]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _run_watching_children(args: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, set[int]]:
+    process = subprocess.Popen([sys.executable, "-m", "acr_gc.cli", *args], env=env, cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    servers: set[int] = set()
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        servers.update(_servers_started_by(process.pid))
+        time.sleep(0.05)
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), servers
+
+
+def test_a_prefect_server_already_up_on_this_machine_is_reused(plan_args, prefect_api_url, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    api = urlsplit(prefect_api_url)
+    flows = FlowFilter(name=FlowFilterName(any_=["plan-instance"]))
+    with get_client(sync_client=True) as client:
+        before = len(client.read_flow_runs(flow_filter=flows))
+    env = _env(tmp_path, PREFECT_SERVER_API_HOST=api.hostname, PREFECT_SERVER_API_PORT=str(api.port))
+    done, servers = _run_watching_children(plan_args, env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert servers == set(), "a server was started although one was up"
+    with get_client(sync_client=True) as client:
+        assert len(client.read_flow_runs(flow_filter=flows)) == before + 1
+
+
+def test_the_users_startup_timeout_wins_and_is_named_when_exceeded(plan_args, tmp_path):
+    env = _env(tmp_path, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1",
+               PREFECT_SERVER_API_PORT="9")  # nothing listens there: no server to reuse
+    done, servers = _run_watching_children(plan_args, env)
+    assert done.returncode == 1, (done.stdout[-1000:], done.stderr[-2000:])
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in lines[0], lines
+    assert "within 1 s (your " in lines[0], lines[0]
+    assert servers, "the command never started its temporary server"
+    assert not [pid for pid in servers if psutil.pid_exists(pid) and
+                psutil.Process(pid).status() != psutil.STATUS_ZOMBIE], "the temporary server outlived the command"
