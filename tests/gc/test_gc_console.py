@@ -31,7 +31,7 @@ import pytest
 
 from acr_gc.cloud import credentials as cloud_credentials
 from acr_gc.cloud.clients import acr_client
-from acr_gc.config import Api, Config, Gc, Target
+from acr_gc.config import Api, Config, Freeze, Gc, Target
 from acr_gc.gc import TERMINAL_STATES, make_driver
 from acr_gc.gc.console import (
     PLANNED_COLUMNS,
@@ -101,6 +101,7 @@ def config(emu, instance_id: str = INSTANCE, timeout: float = 60) -> Config:
     return Config(
         target=Target(region=REGION, instance_id=instance_id, bucket=BUCKET, acr_endpoint=emu.acr_endpoint,
                       oss_endpoint=emu.oss_endpoint),
+        freeze=Freeze(principals=["ops-writer"]),
         gc=Gc(driver="console", poll_interval=0.1, timeout=timeout),
         api=Api(qps=1000, retries=2, timeout_s=10),
     )
@@ -404,7 +405,7 @@ def test_nobody_answers_within_the_timeout(loaded):
 
 def test_pausing_methods_refuse_outside_a_flow_run():
     cfg = Config(target=Target(instance_id=INSTANCE, bucket=BUCKET, acr_endpoint="127.0.0.1:9"),
-                 gc=Gc(driver="console"))
+                 freeze=Freeze(principals=["ops-writer"]), gc=Gc(driver="console"))
     driver = ConsoleGcDriver(cfg, None)
     with pytest.raises(ConsoleGcError, match="flow function"):
         driver.start()

@@ -69,7 +69,7 @@ def test_gc_failed_thaws_reports_partial_deletions_and_fails_the_flow(emu, prefe
     emu.load(dataset(run_policy=OTHER_POLICY))
     emu.set_faults(gc_fail_after_tags=3)  # the emulator's task turns FAILED after 3 deletions
     config = config_dict((emu.acr_endpoint, emu.oss_endpoint), tmp_path, "cri-run", "cri-run-storage",
-                         freeze={"principals": ["*"], "hold_until": hold_until})
+                         freeze={"hold_until": hold_until})
 
     state, folder = run_flow(config, monkeypatch)
 
