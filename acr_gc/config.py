@@ -200,7 +200,7 @@ class Report(_Section):
 
 
 class Ledger(_Section):
-    url: str = "sqlite:///.acr-gc/ledger.db"
+    url: str = "sqlite:///.acr-gc/ledger.db"  # in a config file: relative to the file's folder
 
     @field_validator("url")
     @classmethod
@@ -303,6 +303,21 @@ def load_config(path: str | Path) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping with at least a 'target' section")
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"config {path}: {first_problem(exc, Config)}") from None
+    return _ledger_beside(config, path.parent)
+
+
+def _ledger_beside(config: Config, folder: Path) -> Config:
+    """A relative SQLite ledger path is taken relative to the config file's folder, not the
+    working directory: ``acr-gc thaw`` run from another folder must find the same ledger."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(config.ledger.url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" \
+            or url.database.startswith("file:") or Path(url.database).is_absolute():
+        return config
+    resolved = url.set(database=str((folder / url.database).resolve()))
+    ledger = config.ledger.model_copy(update={"url": resolved.render_as_string(hide_password=False)})
+    return config.model_copy(update={"ledger": ledger})
