@@ -325,9 +325,10 @@ def _judge(run: _Run, verification: Verification) -> tuple[str, str | None]:
         return "CANCELED", (f"GC task {status.task_id} was cancelled; {summary.gc.tags_deleted} planned tag(s) "
                             f"deleted, {len(verification.missed)} left")
     if status.state != "SUCCESS" or outcome.timed_out:
-        ended = "is still" if status.state not in TERMINAL_STATES else "ended"
-        return "FAILED", (f"GC task {status.task_id} {ended} {status.state}"
-                          f"{' after gc.timeout' if outcome.timed_out else ''}: {status.error or 'see the driver'}")
+        running = status.state not in TERMINAL_STATES
+        why = status.error or ("left running (gc.on_timeout: leave)" if running else "see the driver")
+        return "FAILED", (f"GC task {status.task_id} {'is still' if running else 'ended'} {status.state}"
+                          f"{' after gc.timeout' if outcome.timed_out else ''}: {why}")
     if len(verification.missed):
         run.logger.warning("%d planned tag(s) are still present after GC", len(verification.missed))
     return "GC_DONE", None
