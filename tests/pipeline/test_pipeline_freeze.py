@@ -268,3 +268,27 @@ def test_a_policy_edited_while_frozen_keeps_the_edit_and_the_summary_says_partia
     assert summary["checks"]["freeze_restored"] == "partial"
     assert [f.status for f in ledger_rows(config, run_folder.name)["freezes"]] == ["restored_partial"]
     assert "only the acr-gc freeze statement was removed" in (run_folder / "report.html").read_text(encoding="utf-8")
+
+
+def test_window_end_hold_stays_frozen_after_gc_until_the_sampler_closes_the_window(emu, prefect_api_url, tmp_path,
+                                                                                   monkeypatch):
+    """freeze.hold_until window_end, scheduled sampling: the run ends GC_DONE with the bucket
+    still frozen; the daily sampler's pass after the window's end completes the run and thaws."""
+    from acr_gc.config import Config
+    from acr_gc.flows.sample import sample_storage
+
+    emu.load(dataset(run_policy=OTHER_POLICY))
+    config = config_dict((emu.acr_endpoint, emu.oss_endpoint), tmp_path, "cri-run", "cri-run-storage",
+                         freeze={"hold_until": "window_end"}, gc={"poll_interval": 0.3})
+    state, folder = run_flow(config, monkeypatch)
+    assert state.is_completed(), state.message
+    assert summary_of(folder)["state"] == "GC_DONE"
+    assert len(freeze_sids(policy_of(emu, "cri-run-storage"))) == 1  # held to the window's end
+
+    sample_storage(Config.model_validate(config))  # inside the window: sampled, still frozen
+    assert len(freeze_sids(policy_of(emu, "cri-run-storage"))) == 1
+    emu.advance_clock(6)  # noncurrent_days 3 + margin 2: the window has closed
+    sample_storage(Config.model_validate(config))
+    assert summary_of(folder)["state"] == "COMPLETE"
+    assert same_json(policy_of(emu, "cri-run-storage"), OTHER_POLICY)
+    assert [f.status for f in ledger_rows(config, folder.name)["freezes"]] == ["restored"]
