@@ -168,6 +168,10 @@ class _Run:
     def summary(self) -> Summary:
         return self.journal.summary
 
+    def freeze_released(self, restored: bool | str) -> None:
+        """summary.json's checks.freeze_restored: true, "partial", or false (still frozen)."""
+        self.summary.checks.freeze_restored = restored
+
 
 def _reclaim(run: _Run) -> State:
     """The procedure, one step a line (DESIGN section 2); nothing changes before the freeze."""
@@ -180,8 +184,7 @@ def _reclaim(run: _Run) -> State:
     with _ends_failed_or_cancelled(run):
         _prepare(run)  # plan saved, baseline sample, deleted_tags.csv: before any change
         with bucket_frozen(config, run.ledger, run.run_id, needed=_freeze_needed(run),
-                           on_release=lambda restored: setattr(run.summary.checks, "freeze_restored", restored)
-                           ) as run.freeze:
+                           on_release=run.freeze_released) as run.freeze:
             # (issue 11: the re-check of rules and tags before GC belongs here)
             _start_or_adopt_gc(run)
             _watch_gc(run)
