@@ -289,16 +289,19 @@ def _print_run_lines(summary: dict, message: str | None) -> None:
 @app.command("thaw")
 def thaw_command(
     config_path: Path = typer.Option(..., "--config", help="run configuration (YAML)"),
-    force: bool = typer.Option(False, "--force", help="thaw even while a live run holds the instance"),
+    force: bool = typer.Option(False, "--force", help="thaw even while a live run holds the instance or its GC "
+                                                      "task may still run (e.g. a console task you saw end)"),
 ) -> None:
-    """Undo every freeze the ledger records for the bucket (after a killed run).
+    """Take every acr-gc freeze off the bucket, once its GC task has ended.
 
-    A run that is still alive holds the instance: thawing under its GC would let writers
-    race the sweep, so that is refused (exit 3) unless --force."""
+    Freezes the ledger records get their saved original back; freeze statements it does
+    not know (another folder's ledger, a lost one) are removed too. Refused (exit 3)
+    while a live run holds the instance or GC may still run — writers would race the
+    sweep — unless --force."""
     config = _load(config_path)
     from acr_gc.cloud.errors import CloudError
     from acr_gc.ledger.instance_lock import live_holder
-    from acr_gc.tasks.freeze import thaw_bucket
+    from acr_gc.tasks.freeze import gc_may_run, thaw_bucket
 
     ledger = _ledger_or_exit(config)
     holder = live_holder(ledger, config.target.instance_id)
@@ -306,6 +309,10 @@ def thaw_command(
         fail(f"not thawed: run {holder.run_id} is still running (pid {holder.pid} on {holder.host}) and owns the "
              "freeze; cancel it (it thaws on its way out), or pass --force", code=3)
     try:
+        running = None if force else gc_may_run(config, ledger)
+        if running is not None:
+            fail(f"not thawed: {running}; the bucket stays frozen until it has ended — run this again then",
+                 code=3)
         report = thaw_bucket(config, ledger)
     except CloudError as exc:
         fail(str(exc), code=1)

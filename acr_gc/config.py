@@ -141,14 +141,22 @@ class Policy(_Section):
 
 
 class Freeze(_Section):
-    principals: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    # No default: only the operator knows who writes to the bucket, and "*" (or the
+    # registry's role) would deny GC's own deletes (DESIGN section 5).
+    principals: list[str] = Field(min_length=1)
     hold_until: Literal["gc_complete", "window_end"] = "gc_complete"
 
     @field_validator("principals")
     @classmethod
-    def _no_blank_principal(cls, value: list[str]) -> list[str]:
+    def _explicit_principals(cls, value: list[str]) -> list[str]:
+        from acr_gc.rules.freeze import FreezeError, validate_principals
+
         if any(not principal.strip() for principal in value):
-            raise ValueError("an empty principal denies nobody: name each principal, or '*'")
+            raise ValueError("an empty principal denies nobody: name each RAM user or role")
+        try:
+            validate_principals(value)
+        except FreezeError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
 
@@ -192,7 +200,7 @@ class Report(_Section):
 
 
 class Ledger(_Section):
-    url: str = "sqlite:///.acr-gc/ledger.db"
+    url: str = "sqlite:///.acr-gc/ledger.db"  # in a config file: relative to the file's folder
 
     @field_validator("url")
     @classmethod
@@ -229,7 +237,7 @@ class Api(_Section):
 class Config(_Section):
     target: Target
     policy: Policy = Field(default_factory=Policy)
-    freeze: Freeze = Field(default_factory=Freeze)
+    freeze: Freeze
     gc: Gc = Field(default_factory=Gc)
     sampling: Sampling = Field(default_factory=Sampling)
     report: Report = Field(default_factory=Report)
@@ -241,7 +249,9 @@ class Config(_Section):
     def _empty_sections_mean_defaults(cls, data: object) -> object:
         """``gc:`` with every line under it commented out is YAML null: the section's defaults."""
         if isinstance(data, dict):
-            return {key: value for key, value in data.items() if value is not None or key == "target"}
+            data = {key: value for key, value in data.items() if value is not None or key == "target"}
+            data.setdefault("freeze", {})  # so a missing section says "freeze.principals: Field required"
+            return data
         return data
 
 
@@ -293,6 +303,21 @@ def load_config(path: str | Path) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping with at least a 'target' section")
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"config {path}: {first_problem(exc, Config)}") from None
+    return _ledger_beside(config, path.parent)
+
+
+def _ledger_beside(config: Config, folder: Path) -> Config:
+    """A relative SQLite ledger path is taken relative to the config file's folder, not the
+    working directory: ``acr-gc thaw`` run from another folder must find the same ledger."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(config.ledger.url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" \
+            or url.database.startswith("file:") or Path(url.database).is_absolute():
+        return config
+    resolved = url.set(database=str((folder / url.database).resolve()))
+    ledger = config.ledger.model_copy(update={"url": resolved.render_as_string(hide_password=False)})
+    return config.model_copy(update={"ledger": ledger})

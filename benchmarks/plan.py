@@ -193,6 +193,7 @@ def main() -> None:
                 f"  instance_id: {instance_id}\n  bucket: {bucket}\n"
                 f"  acr_endpoint: {emu.acr_endpoint}\n  oss_endpoint: {emu.oss_endpoint}\n"
                 "  credentials: chain\n"
+                "freeze:\n  principals: ['acs:ram::1234567890:user/ci-pusher']\n"
                 f"report:\n  out_dir: {work / 'out'}\n"
                 f"api:\n  qps: {args.qps}\n  concurrency: {args.concurrency}\n  retries: 6\n",
                 encoding="utf-8",

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from acr_gc.emulator import acr_signing
 from acr_gc.emulator.gc import GcRefused, GcService
-from acr_gc.emulator.registry import InstanceRecord, NotFound, RepoRecord
+from acr_gc.emulator.registry import InstanceRecord, NotFound, PolicyDenied, RepoRecord
 
 try:  # orjson ships with prefect; fall back to the standard library
     import orjson
@@ -290,7 +290,10 @@ def GetRepoTag(ctx: Ctx, params: dict) -> dict:
 @action
 def DeleteRepoTag(ctx: Ctx, params: dict) -> dict:
     inst, repo = ctx.repo(params)
-    ctx.state.registry.delete_tag(inst, repo, required(params, "Tag"), ctx.state.now())
+    try:
+        ctx.state.registry.delete_tag(inst, repo, required(params, "Tag"), ctx.state.now())
+    except PolicyDenied as exc:  # the registry's role is refused by the bucket policy
+        raise AcrError(403, "OSS_ACCESS_DENIED", str(exc)) from None
     return {}
 
 

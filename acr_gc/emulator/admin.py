@@ -52,6 +52,7 @@ def truth(state, gc: GcService, faults: FaultSettings) -> dict:
             "storage_bytes": stat.storage_bytes,
             "versioning": bucket.versioning,
             "policy": json.loads(bucket.policy) if bucket.policy else None,
+            "owner": bucket.owner,
         }
     instances = {}
     for inst in state.registry.instances.values():

@@ -150,6 +150,7 @@ class ExtraObject(_Strict):
 
 class Bucket(_Strict):
     name: Name
+    owner: str | None = None  # the owning account's UID; None: the account of the first credential
     versioning: Literal["Enabled", "Suspended"] | None = None
     lifecycle: list[BucketLifecycleRule] = Field(default_factory=list)
     policy: dict | None = None

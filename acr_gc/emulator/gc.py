@@ -14,8 +14,9 @@ deletions: deleted tags stay deleted and there is no sweep. The fault setting
 A running task keeps the tags it has still to delete on the task itself (``pending``),
 so a dump taken mid-run carries them and the restored emulator goes on from there
 (``resume_active``) to the same end as an uninterrupted task.
-GC deletes through the storage backend directly: it is the registry's own service role,
-which a bucket policy never denies.
+GC deletes as the registry's RAM role (``storage.Bucket.registry_principal``), which the
+bucket policy binds like anyone else (only the owner's root is exempt, as on OSS): a Deny
+for ``"*"`` or for that role makes the task FAILED, its error naming the denied action.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import hashlib
 from collections import deque
 from dataclasses import dataclass, field, fields
 
-from acr_gc.emulator.registry import NotFound, epoch_ms
+from acr_gc.emulator.registry import NotFound, PolicyDenied, epoch_ms
 from acr_gc.emulator.retention import expired_tags
 
 ACTIVE = ("PENDING", "RUNNING")
@@ -249,6 +250,8 @@ class GcService:
             task.objects_deleted += len(keys)
             task.bytes_deleted += freed
             self._finish(task, "SUCCESS")
+        except PolicyDenied as exc:
+            self._finish(task, "FAILED", str(exc))
         except asyncio.CancelledError:
             if task.state in ACTIVE:
                 self._finish(task, "FAILED", "the emulator was reset while the task ran")

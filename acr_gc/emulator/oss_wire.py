@@ -378,7 +378,7 @@ class _Ctx:
         if action is None:
             return
         key = self.key or None
-        if policy.is_denied(self.bucket.policy, self.principal, action, self.bucket.name, key, self.bucket.region):
+        if self.bucket.denies(self.principal, action, key):
             raise OssError(403, "AccessDenied", POLICY_DENIED)
 
     # -- bucket level -------------------------------------------------------------------

@@ -11,8 +11,11 @@ Matching rules (OSS's documented syntax):
 
 * ``Action``: ``oss:<Operation>``; ``*`` matches any run of characters and ``?`` one
   character (``oss:*``, ``oss:Put*``); compared case-insensitively.
-* ``Principal``: ``"*"`` (everyone) or the exact principal string (a UID or a RAM ARN,
-  whatever the dataset calls the key's principal); a single string or a list.
+* ``Principal``: ``"*"`` (everyone but the bucket owner's root, see ``storage.Bucket.denies``)
+  or the exact principal string (a UID or a RAM ARN, whatever the dataset calls the key's
+  principal); a single string or a list. Role ARNs (``acs:ram::<uid>:role/<name>``) compare
+  their role name case-insensitively, as RAM role names do, and a role session
+  (``arn:sts::<uid>:assumed-role/<name>/<session>``) names the same role.
 * ``Resource``: ``acs:oss:<region>:<account>:<bucket>[/<key>]``; ``*`` and ``?`` are
   wildcards in every field; the region field must match the bucket's region when one is
   given; the account field is not modelled (any value matches). ``<bucket>`` alone names
@@ -27,6 +30,47 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 OBJECT_WRITE_ACTIONS = frozenset({"oss:PutObject", "oss:DeleteObject"})
+
+_ROLE = re.compile(r"^(?:acs:ram::(?P<uid>[^:]*):role/(?P<name>[^/]+)"
+                   r"|arn:sts::(?P<suid>[^:]*):assumed-role/(?P<sname>[^/]+)(?:/.*)?)$", re.IGNORECASE)
+_ARN = re.compile(r"^acs:ram::(?P<uid>[^:]+):(?P<rest>.+)$")
+
+REGISTRY_ROLE_NAME = "aliyuncontainerregistrycustomizedossbucketrole"
+"""The RAM role through which ACR EE reads and writes a customer's bucket (the vendor's
+``AliyunContainerRegistryCustomizedOSSBucketRole``; role names compare case-insensitively)."""
+
+
+def account_of(principal: str) -> str:
+    """The account (UID) a principal belongs to: ``acs:ram::<uid>:…`` gives ``<uid>``; a
+    bare name (a UID, or a test's short principal name) is an account of its own."""
+    match = _ARN.match(principal)
+    return match.group("uid") if match else principal
+
+
+def is_account_root(principal: str, account: str) -> bool:
+    """True for the account's root identity: ``acs:ram::<uid>:root`` or the bare UID itself."""
+    return principal == account or principal == f"acs:ram::{account}:root"
+
+
+def registry_principal(owner: str) -> str:
+    """The principal the emulated registry acts as on ``owner``'s bucket (GC deletes,
+    sweeps, pushes): the owner account's ACR role, bound by the bucket policy like anyone."""
+    return f"acs:ram::{owner}:role/{REGISTRY_ROLE_NAME}"
+
+
+def _role(principal: str) -> tuple[str, str] | None:
+    match = _ROLE.match(principal.strip())
+    if not match:
+        return None
+    return (match.group("uid") or match.group("suid") or ""), (match.group("name") or match.group("sname")).lower()
+
+
+def principal_matches(pattern: str, principal: str) -> bool:
+    """Whether a policy's Principal entry names the request's principal."""
+    if pattern == "*" or pattern == principal:
+        return True
+    ours, theirs = _role(pattern), _role(principal)
+    return ours is not None and ours == theirs
 
 
 class PolicyError(ValueError):
@@ -148,7 +192,7 @@ def _resource_matches(pattern: str, bucket: str, key: str | None, region: str | 
 def statement_matches(stmt: Statement, principal: str, action: str, bucket: str, key: str | None, region: str | None = None) -> bool:
     return (
         any(glob_match(a, action, ignore_case=True) for a in stmt.actions)
-        and any(p == "*" or p == principal for p in stmt.principals)
+        and any(principal_matches(p, principal) for p in stmt.principals)
         and any(_resource_matches(r, bucket, key, region) for r in stmt.resources)
     )
 

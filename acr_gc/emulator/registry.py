@@ -63,6 +63,22 @@ class NotFound(LookupError):
         self.message = message
 
 
+class PolicyDenied(PermissionError):
+    """The bucket policy refuses the registry's own role an action (as real OSS would)."""
+
+    def __init__(self, principal: str, action: str, bucket: str, key: str):
+        super().__init__(f"AccessDenied: the policy of bucket {bucket} denies {action} on {key} "
+                         f"to the registry's role {principal}")
+        self.action = action
+
+
+def _may_delete(bucket: Bucket, key: str) -> None:
+    """The registry deletes as its RAM role, which the bucket policy binds like anyone."""
+    principal = bucket.registry_principal
+    if bucket.denies(principal, "oss:DeleteObject", key):
+        raise PolicyDenied(principal, "oss:DeleteObject", bucket.name, key)
+
+
 class TagRecord:
     __slots__ = ("tag", "digest", "updated_ms", "layers", "size")
 
@@ -319,8 +335,11 @@ class Registry:
     def delete_tag(self, inst: InstanceRecord, repo: RepoRecord, tag: str, now: datetime) -> tuple[int, int]:
         """Remove a tag and its link object (never the manifest or blobs: that is GC's sweep).
 
-        Returns (objects deleted, bytes deleted) in the bucket.
+        Returns (objects deleted, bytes deleted) in the bucket. Raises ``PolicyDenied``
+        (nothing changed) when the bucket policy refuses the registry the delete.
         """
+        if tag in repo.tags:
+            _may_delete(self.bucket_of(inst), link_key(repo.namespace, repo.name, tag))
         record = repo.remove(tag)
         if record is None:
             raise NotFound("TAG_NOT_EXIST", f"The tag {repo.full_name}:{tag} does not exist.")
@@ -336,6 +355,7 @@ class Registry:
         """Delete manifests no surviving tag references, then blobs no surviving manifest references.
 
         Considers every instance stored in the bucket. Returns (deleted keys, bytes deleted).
+        Raises ``PolicyDenied`` at the first delete the bucket policy refuses the registry.
         """
         bucket = self.storage.bucket(bucket_name)
         manifests = self.manifests.get(bucket_name, {})
@@ -362,6 +382,7 @@ class Registry:
                 current = bucket.current(key)
                 if current is None:
                     continue
+                _may_delete(bucket, key)
                 bucket.delete_object(key, now)
                 deleted.append(key)
                 freed += current.size

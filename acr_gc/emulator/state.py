@@ -16,6 +16,7 @@ from acr_gc.emulator import dataset as ds
 from acr_gc.emulator.clock import EmulatedClock
 from acr_gc.emulator.faults import FaultSettings
 from acr_gc.emulator.gc import restore_tasks
+from acr_gc.emulator.policy import account_of
 from acr_gc.emulator.registry import Registry
 from acr_gc.emulator.storage import Storage
 
@@ -41,7 +42,8 @@ class EmulatorState:
         self.credentials: dict[str, ds.Credential] = {c.access_key_id: c for c in dataset.credentials}
         self.storage = Storage()
         self.storage.load(
-            dataset.buckets, now, region_of={inst.bucket: inst.region for inst in dataset.instances}
+            dataset.buckets, now, region_of={inst.bucket: inst.region for inst in dataset.instances},
+            default_owner=account_of(dataset.credentials[0].principal),
         )
         self.registry = Registry.from_dataset(dataset, self.storage, now)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from acr_gc.emulator import dataset as ds
+from acr_gc.emulator import policy as bucket_policy
 
 
 class NoSuchKey(KeyError):
@@ -105,6 +106,7 @@ class Bucket:
     versioning: str | None = None  # None | "Enabled" | "Suspended"
     lifecycle: list[ds.BucketLifecycleRule] = field(default_factory=list)
     policy: str | None = None  # the policy document exactly as last put (JSON text)
+    owner: str = ""  # the owning account's UID: its root key is exempt from the policy
     # key -> versions, oldest first; the last one is current unless it is a delete marker
     _versions: dict[str, list[ObjectVersion]] = field(default_factory=dict)
     _lifecycle_checked: datetime | None = None
@@ -112,6 +114,21 @@ class Bucket:
     _next_due: datetime | None = field(default=None, repr=False)
     _lifecycle_sig: tuple | None = field(default=None, repr=False)
     _sorted_keys: list[str] | None = field(default=None, repr=False)  # cache; None after the key set changed
+
+    # ---- who may ------------------------------------------------------------------
+
+    def denies(self, principal: str, action: str, key: str | None) -> bool:
+        """Whether the bucket policy refuses ``action`` on ``key`` (None: the bucket) to
+        ``principal``. As OSS: the owner account's root is exempt from the policy; everyone
+        else, the registry's own role included, is bound by its Deny statements."""
+        if bucket_policy.is_account_root(principal, self.owner):
+            return False
+        return bucket_policy.is_denied(self.policy, principal, action, self.name, key, self.region)
+
+    @property
+    def registry_principal(self) -> str:
+        """Who the registry is when it writes or deletes here (GC, sweeps, pushes)."""
+        return bucket_policy.registry_principal(self.owner)
 
     # ---- writes -------------------------------------------------------------------
 
@@ -339,6 +356,7 @@ class Bucket:
             "versioning": self.versioning,
             "lifecycle": [rule.model_dump() for rule in self.lifecycle],
             "policy": self.policy,
+            "owner": self.owner,
             "objects": {key: [v.to_dump() for v in versions] for key, versions in self._versions.items()},
         }
 
@@ -353,6 +371,7 @@ class Bucket:
             versioning=doc["versioning"],
             lifecycle=[ds.BucketLifecycleRule.model_validate(rule) for rule in doc["lifecycle"]],
             policy=doc["policy"],
+            owner=str(doc["owner"]),
         )
         for key, versions in doc["objects"].items():
             if not versions:
@@ -382,7 +401,9 @@ class Storage:
     def __init__(self) -> None:
         self.buckets: dict[str, Bucket] = {}
 
-    def load(self, buckets: list[ds.Bucket], now: datetime, region_of: dict[str, str] | None = None) -> None:
+    def load(self, buckets: list[ds.Bucket], now: datetime, region_of: dict[str, str] | None = None,
+             default_owner: str = "") -> None:
+        """``default_owner``: the account of buckets whose dataset entry names none."""
         self.buckets = {}
         for spec in buckets:
             bucket = Bucket(
@@ -392,6 +413,7 @@ class Storage:
                 versioning=spec.versioning,
                 lifecycle=list(spec.lifecycle),
                 policy=json.dumps(spec.policy) if spec.policy is not None else None,
+                owner=spec.owner or default_owner,
             )
             for extra in spec.extra_objects:
                 bucket.put_object(extra.key, now, size=extra.size)

@@ -2,14 +2,18 @@
 
 instance lock → inventory → plan → gate → whitelist → bucket → baseline sample → freeze →
 GC → watch → thaw → verify → report. Nothing in the cloud changes before every check has
-passed; the freeze is undone on every path out (``finally``, the failure/cancellation/
-crash hooks, and ``acr-gc thaw`` for a process that was killed). One run per instance at
-a time (the ledger's instance lock); a run that finds a killed run's GC task takes it
-over, with that run's plan, instead of starting a second one.
+passed. The freeze has one owner, ``bucket_frozen``: it thaws on every way out, but never
+while GC may still run (then ``acr-gc sample`` or ``acr-gc thaw`` thaws once it has
+ended, as for a process that was killed). One run per instance at a time (the ledger's
+instance lock); a run that finds a killed run's GC task takes it over, with that run's
+plan, instead of starting a second one.
 """
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -19,13 +23,12 @@ from prefect.context import FlowRunContext
 from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from acr_gc.cloud.errors import CloudError
+from acr_gc.cloud.acr import GcStatus
 from acr_gc.config import Config
 from acr_gc.gc import TERMINAL_STATES, make_driver
 from acr_gc.ledger import Ledger, Run, Sample
-from acr_gc.ledger.instance_lock import InstanceBusy, InstanceLease, acquire, live_holder
+from acr_gc.ledger.instance_lock import InstanceBusy, InstanceLease, acquire
 from acr_gc.ledger.plans import save_plan
-from acr_gc.ledger.store import LedgerUnavailable
 from acr_gc.reports import files
 from acr_gc.reports.console import printable  # names from the API reach terminals and logs
 from acr_gc.reports.summary import (
@@ -36,13 +39,13 @@ from acr_gc.reports.summary import (
     StorageSummary,
     Summary,
 )
-from acr_gc.rules.verification import verify_deletions
+from acr_gc.rules.verification import Verification, verify_deletions
 from acr_gc.rules.window import window_end
 from acr_gc.tasks import inventory as inv
 from acr_gc.tasks.checks import CheckFailed, check_bucket, check_whitelist
-from acr_gc.tasks.freeze import freeze_bucket, outstanding_freezes, thaw_bucket
+from acr_gc.tasks.freeze import FrozenBucket, bucket_frozen, stray_freezes
+from acr_gc.tasks.gc_run import GcOutcome, adopt_gc, start_gc, watch_gc
 from acr_gc.tasks.gc_run import _record as record_gc_status
-from acr_gc.tasks.gc_run import adopt_gc, start_gc, watch_gc
 from acr_gc.tasks.planning import list_repositories, list_tags, plan_instance_steps
 from acr_gc.tasks.preflight import BadInput, preflight
 from acr_gc.tasks.sampling import sample_bucket, sample_until
@@ -106,23 +109,6 @@ class _Journal:
         )
 
 
-def _thaw_hook(flow, flow_run, state) -> None:
-    """Failure, cancellation or crash: whatever happened, the bucket is thawed — unless
-    another live run holds the instance (this one was turned away): its freeze is its own."""
-    try:
-        config = Config.model_validate(flow_run.parameters["config"])
-        ledger = Ledger(config.ledger.url)
-        holder = live_holder(ledger, config.target.instance_id)
-        if holder is not None:
-            logging.getLogger("acr_gc").info("no thaw after %s: run %s holds the instance", state.type.value,
-                                             holder.run_id)
-            return
-        report = thaw_bucket(config, ledger)
-        logging.getLogger("acr_gc").warning("thaw after %s: %s", state.type.value, report.message)
-    except Exception as exc:  # a hook must not hide the run's own outcome
-        logging.getLogger("acr_gc").error("thaw hook failed (%s): run `acr-gc thaw --config …`", exc)
-
-
 def _cancel_requested() -> bool:
     """True once someone asked Prefect to cancel this flow run (read from the API)."""
     ctx = FlowRunContext.get()
@@ -136,13 +122,7 @@ def _cancel_requested() -> bool:
         return False
 
 
-@flow(
-    name="reclaim-storage",
-    task_runner=ThreadPoolTaskRunner(max_workers=8),
-    on_failure=[_thaw_hook],
-    on_cancellation=[_thaw_hook],
-    on_crashed=[_thaw_hook],
-)
+@flow(name="reclaim-storage", task_runner=ThreadPoolTaskRunner(max_workers=8))
 def reclaim_storage(config: Config, run_id: str | None = None) -> State:
     logger = get_run_logger()
     run_id = run_id or files.new_run_id()
@@ -156,183 +136,286 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         return Failed(message=f"BLOCKED: {exc}", data=journal.summary.model_dump(mode="json"))
     with lease:
         inherited = take_over_dead_runs(ledger, config.target.instance_id, run_id)
-        return _reclaim(config, ledger, run_id, lease, inherited, logger)
+        return _reclaim(_Run(config, ledger, run_id, lease, inherited, logger))
 
 
-def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, inherited: Inherited | None,
-             logger) -> State:
-    journal = _Journal(config, ledger, run_id)
-    summary = journal.summary
-    frozen = False
-    driver = None
-    running_task: str | None = None  # a GC task this run started and has not seen end
-    row_id: int | None = None  # its ledger row
+@dataclass
+class _Run:
+    """One run's state as the steps fill it in; the steps below are its methods' bodies."""
+
+    config: Config
+    ledger: Ledger
+    run_id: str
+    lease: InstanceLease
+    inherited: Inherited | None
+    logger: object
+    journal: _Journal = field(init=False)
+    verdicts: pd.DataFrame | None = None
+    expired: pd.DataFrame | None = None
+    gate_blocking: pd.DataFrame | None = None
+    driver: object | None = None
+    window: object | None = None
+    adopted: GcStatus | None = None  # a killed run's GC task this run takes over, as it stands
+    freeze: FrozenBucket | None = None
+    row_id: int | None = None  # the ledger row of this run's GC task
+    outcome: GcOutcome | None = None
+    window_end: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.journal = _Journal(self.config, self.ledger, self.run_id)
+
+    @property
+    def summary(self) -> Summary:
+        return self.journal.summary
+
+    def freeze_released(self, restored: bool | str) -> None:
+        """summary.json's checks.freeze_restored: true, "partial", or false (still frozen)."""
+        self.summary.checks.freeze_restored = restored
+
+
+def _reclaim(run: _Run) -> State:
+    """The procedure, one step a line (DESIGN section 2); nothing changes before the freeze."""
+    config = run.config
     try:
-        # ---- checks: nothing changes in the cloud before all of them pass ----------------
-        try:
-            preflight(config)
-            if inherited is None:
-                result = plan_instance_steps(config)
-                verdicts = result.verdicts
-                summary.plan = PlanSummary(**result.summary)
-                gate_passed, namespaces_json, charts = result.gate.passed, \
-                    result.per_namespace().to_json(orient="records"), result.charts
-            else:
-                logger.warning("run %s was killed while its GC task %s ran: this run finishes that task against "
-                               "the plan it was started from", inherited.run.run_id, inherited.task_id)
-                verdicts = inherited.verdicts
-                summary.plan = PlanSummary.model_validate_json(inherited.run.plan_json)
-                gate_passed, namespaces_json, charts = True, inherited.run.namespaces_json, inherited.run.charts
-            files.write_plan_csv(verdicts, journal.folder)
-            journal.update_run(namespaces_json=namespaces_json, charts=charts, plan_json=summary.plan.model_dump_json())
-            if not gate_passed:
-                blocking = result.gate.blocking
-                listed = ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in blocking.head(10).itertuples())
-                raise CheckFailed(
-                    f"gate blocked: {len(blocking)} expired tag(s) cannot be regenerated ({listed}"
-                    f"{', …' if len(blocking) > 10 else ''}); add build rules or manifest lines, or allow them "
-                    "in policy.allow_unregenerable (plan.csv lists them)"
-                )
-            expired = verdicts[verdicts["expired"]]
-            driver = make_driver(config, expired[["namespace", "repo", "repo_id", "tag"]])
-            check_whitelist(config, driver)
-            window = check_bucket(config)
-        except (BadInput, CheckFailed) as exc:
-            logger.error("run blocked before any change: %s", printable(str(exc)))
-            journal.finish("BLOCKED", str(exc))
-            return Failed(message=f"BLOCKED: {exc}", data=summary.model_dump(mode="json"))
+        _plan(run)  # this run's plan, or the killed run's whose GC it takes over
+        _check(run)  # gate, whitelist, bucket, stray freezes
+    except (BadInput, CheckFailed) as exc:
+        return _blocked(run, exc)
+    with _ends_failed_or_cancelled(run):
+        _prepare(run)  # plan saved, baseline sample, deleted_tags.csv: before any change
+        with bucket_frozen(config, run.ledger, run.run_id, needed=_freeze_needed(run),
+                           on_release=run.freeze_released) as run.freeze:
+            # (issue 11: the re-check of rules and tags before GC belongs here)
+            _start_or_adopt_gc(run)
+            _watch_gc(run)
+            if config.freeze.hold_until == "gc_complete":
+                run.freeze.release()  # only if GC is confirmed ended
+            verification = _verify(run)
+            state, message = _judge(run, verification)
+            if state == "GC_DONE":
+                _sample_window(run)
+            run.freeze.release()
+        return _finish(run, state, message)
 
-        # ---- the change: freeze, GC, watch ------------------------------------------------
-        save_plan(ledger, run_id, verdicts)  # before any change: a run taking over needs it
-        before = _baseline(config, ledger, run_id, inherited)
-        summary.storage = StorageSummary(before_bytes=before.storage_bytes, samples=1)
-        _write_deleted_tags(expired, journal)
-        summary.gc = GcSummary(driver=driver.name)
-        if lease.lost:
-            raise RuntimeError("the instance lock was taken over by another run: stopping before any change")
-        adopted = driver.status(inherited.task_id) if inherited is not None and inherited.task_id else None
-        if adopted is None or adopted.state not in TERMINAL_STATES:
-            frozen = True  # from here on, `finally` thaws (the ledger knows what to restore)
-            freeze_bucket(config, ledger, run_id)
-        else:  # the killed run's GC ended meanwhile: nothing to freeze for, only a freeze to undo
-            frozen = bool(outstanding_freezes(ledger, config.target.bucket))
-        if adopted is not None:
-            started, row_id = adopt_gc(config, ledger, run_id, driver, adopted.task_id)
-        else:
-            started, row_id = start_gc(config, ledger, run_id, driver)
-        running_task = summary.gc.task_id = started.task_id
-        journal.update_run(gc_started_at=started.created or datetime.now(timezone.utc))
-        outcome = watch_gc(config, ledger, driver, started, row_id, cancel_requested=_cancel_requested)
-        summary.gc.state = outcome.status.state
-        running_task = None if outcome.status.state in TERMINAL_STATES else running_task
-        summary.gc.tags_deleted = outcome.status.tags_deleted
-        finished_at = outcome.status.finished or datetime.now(timezone.utc)
-        journal.update_run(gc_finished_at=finished_at)
-        if config.freeze.hold_until == "gc_complete":
-            report = thaw_bucket(config, ledger)
-            frozen = False
-            summary.checks.freeze_restored = not outstanding_freezes(ledger, config.target.bucket)
-            logger.info("bucket thawed: %s", report.message)
 
-        # ---- verify: deleted ⊆ plan -------------------------------------------------------
-        after_tags = _tags_now(config)
-        verification = verify_deletions(verdicts, expired, after_tags)
-        summary.checks.unexpected_deletions = len(verification.unexpected)
-        summary.checks.missed_deletions = len(verification.missed)
-        end = window_end(finished_at, window)
-        summary.storage.window_end = end.strftime("%Y-%m-%dT%H:%M:%SZ") if end else None
-        journal.update_run(window_end=end)
-        after = sample_bucket(config, ledger, run_id, "after")
-        summary.storage.samples += 1
-        summary.storage.after_bytes = after.storage_bytes
+# ---- the steps ------------------------------------------------------------------------------
 
-        if len(verification.unexpected):
-            listed = ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in verification.unexpected.itertuples())
-            files.write_csv(verification.unexpected, journal.folder / "unexpected_deletions.csv")
-            raise UnexpectedDeletions(
-                f"GC deleted {len(verification.unexpected)} tag(s) outside the verified plan: {listed}"
-            )
-        # A task cancelled because it passed gc.timeout is a failed run, not a cancelled one.
-        if not outcome.timed_out and (outcome.cancelled_by_flow or outcome.status.state == "CANCELED"):
-            state, message = "CANCELED", f"GC task {outcome.status.task_id} was cancelled; " \
-                f"{summary.gc.tags_deleted} planned tag(s) deleted, {len(verification.missed)} left"
-        elif outcome.status.state != "SUCCESS" or outcome.timed_out:
-            state = "FAILED"
-            message = (f"GC task {outcome.status.task_id} ended {outcome.status.state}"
-                       f"{' after gc.timeout' if outcome.timed_out else ''}: {outcome.status.error or 'see the driver'}")
-        else:
-            state, message = "GC_DONE", None
-            if len(verification.missed):
-                logger.warning("%d planned tag(s) are still present after GC", len(verification.missed))
-        if frozen and state != "GC_DONE":  # held to the window's end only for a run that has one
-            frozen = not _thaw_now(config, ledger, summary, logger)
-        if state == "GC_DONE" and config.sampling.mode == "inline":
-            logger.info("sampling inline until the release window closes at %s", summary.storage.window_end)
-            samples = sample_until(config, ledger, run_id, end)
-            summary.storage.samples += len(samples)
-            summary.storage.after_bytes = samples[-1].storage_bytes
-            if frozen:  # freeze.hold_until: window_end
-                thaw_bucket(config, ledger)
-                frozen = False
-                summary.checks.freeze_restored = not outstanding_freezes(ledger, config.target.bucket)
-        journal.finish(state, message)
-        _report(ledger, run_id, journal)
-        data = json.loads((journal.folder / "summary.json").read_text(encoding="utf-8"))
-        if data["state"] in ("GC_DONE", "COMPLETE"):
-            return Completed(message=data["state"], data=data)
-        if state == "CANCELED":
-            return Cancelled(message=message, data=data)
-        return Failed(message=message, data=data)
+
+def _plan(run: _Run) -> None:
+    preflight(run.config)
+    summary, inherited = run.summary, run.inherited
+    if inherited is None:
+        result = plan_instance_steps(run.config)
+        run.verdicts = result.verdicts
+        summary.plan = PlanSummary(**result.summary)
+        namespaces_json, charts = result.per_namespace().to_json(orient="records"), result.charts
+        run.gate_blocking = None if result.gate.passed else result.gate.blocking
+    else:
+        run.logger.warning("run %s was killed while its GC task %s ran: this run finishes that task against the "
+                           "plan it was started from", inherited.run.run_id, inherited.task_id)
+        run.verdicts = inherited.verdicts
+        summary.plan = PlanSummary.model_validate_json(inherited.run.plan_json)
+        namespaces_json, charts = inherited.run.namespaces_json, inherited.run.charts
+    files.write_plan_csv(run.verdicts, run.journal.folder)
+    run.journal.update_run(namespaces_json=namespaces_json, charts=charts, plan_json=summary.plan.model_dump_json())
+    run.expired = run.verdicts[run.verdicts["expired"]]
+
+
+def _check(run: _Run) -> None:
+    if run.gate_blocking is not None:
+        blocking = run.gate_blocking
+        listed = ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in blocking.head(10).itertuples())
+        raise CheckFailed(
+            f"gate blocked: {len(blocking)} expired tag(s) cannot be regenerated ({listed}"
+            f"{', …' if len(blocking) > 10 else ''}); add build rules or manifest lines, or allow them "
+            "in policy.allow_unregenerable (plan.csv lists them)"
+        )
+    run.driver = make_driver(run.config, run.expired[["namespace", "repo", "repo_id", "tag"]])
+    check_whitelist(run.config, run.driver)
+    run.window = check_bucket(run.config)
+    if run.inherited is not None and run.inherited.task_id:
+        run.adopted = run.driver.status(run.inherited.task_id)
+    strays = stray_freezes(run.config, run.ledger)
+    if strays:
+        raise CheckFailed(
+            f"bucket {run.config.target.bucket} holds freeze statement(s) {', '.join(strays)} that no run in this "
+            "ledger owns (another run's, or a lost ledger's): if no acr-gc run is working on this bucket, remove "
+            "them with `acr-gc thaw --config <this config>`, then run again")
+
+
+def _blocked(run: _Run, exc: Exception) -> State:
+    run.logger.error("run blocked before any change: %s", printable(str(exc)))
+    run.journal.finish("BLOCKED", str(exc))
+    return Failed(message=f"BLOCKED: {exc}", data=run.summary.model_dump(mode="json"))
+
+
+def _prepare(run: _Run) -> None:
+    save_plan(run.ledger, run.run_id, run.verdicts)  # a run taking over needs it
+    before = _baseline(run.config, run.ledger, run.run_id, run.inherited)
+    run.summary.storage = StorageSummary(before_bytes=before.storage_bytes, samples=1)
+    _write_deleted_tags(run.expired, run.journal)
+    run.summary.gc = GcSummary(driver=run.driver.name)
+    if run.lease.lost:
+        raise RuntimeError("the instance lock was taken over by another run: stopping before any change")
+
+
+def _freeze_needed(run: _Run) -> bool:
+    """A taken-over task that has ended meanwhile needs no freeze: only the old one undone."""
+    return run.adopted is None or run.adopted.state not in TERMINAL_STATES
+
+
+def _start_or_adopt_gc(run: _Run) -> None:
+    config, ledger, driver = run.config, run.ledger, run.driver
+    if run.adopted is not None:
+        started, row_id = adopt_gc(config, ledger, run.run_id, driver, run.adopted.task_id)
+    else:
+        started, row_id = start_gc(config, ledger, run.run_id, driver)
+
+    def stop():
+        status = driver.cancel(started.task_id)
+        if status is not None:
+            try:
+                record_gc_status(ledger, row_id, status)
+            except Exception as exc:
+                run.logger.error("GC task %s is %s, but the ledger did not take it: %s", started.task_id,
+                                 status.state, exc)
+        return status
+
+    run.freeze.gc_started(started, stop)
+    run.row_id = row_id
+    run.summary.gc.task_id = started.task_id
+    run.journal.update_run(gc_started_at=started.created or datetime.now(timezone.utc))
+
+
+def _watch_gc(run: _Run) -> None:
+    started = run.freeze.status
+    run.outcome = watch_gc(run.config, run.ledger, run.driver, started, run.row_id,
+                           cancel_requested=_cancel_requested, on_progress=run.freeze.gc_seen)
+    status = run.outcome.status
+    run.freeze.gc_seen(status)
+    run.summary.gc.state, run.summary.gc.tags_deleted = status.state, status.tags_deleted
+    run.journal.update_run(gc_finished_at=status.finished or datetime.now(timezone.utc))
+
+
+def _verify(run: _Run) -> Verification:
+    """Deleted ⊆ plan, the window's end, and the first "after" sample."""
+    summary = run.summary
+    verification = verify_deletions(run.verdicts, run.expired, _tags_now(run.config))
+    summary.checks.unexpected_deletions = len(verification.unexpected)
+    summary.checks.missed_deletions = len(verification.missed)
+    end = window_end(run.outcome.status.finished or datetime.now(timezone.utc), run.window)
+    summary.storage.window_end = end.strftime("%Y-%m-%dT%H:%M:%SZ") if end else None
+    run.journal.update_run(window_end=end)
+    run.window_end = end
+    after = sample_bucket(run.config, run.ledger, run.run_id, "after")
+    summary.storage.samples += 1
+    summary.storage.after_bytes = after.storage_bytes
+    if len(verification.unexpected):
+        listed = ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in verification.unexpected.itertuples())
+        files.write_csv(verification.unexpected, run.journal.folder / "unexpected_deletions.csv")
+        raise UnexpectedDeletions(
+            f"GC deleted {len(verification.unexpected)} tag(s) outside the verified plan: {listed}"
+        )
+    return verification
+
+
+def _judge(run: _Run, verification: Verification) -> tuple[str, str | None]:
+    """The run's state from how GC ended. A task cancelled because it passed gc.timeout is
+    a failed run, not a cancelled one."""
+    outcome, summary = run.outcome, run.summary
+    status = outcome.status
+    if not outcome.timed_out and (outcome.cancelled_by_flow or status.state == "CANCELED"):
+        return "CANCELED", (f"GC task {status.task_id} was cancelled; {summary.gc.tags_deleted} planned tag(s) "
+                            f"deleted, {len(verification.missed)} left")
+    if status.state != "SUCCESS" or outcome.timed_out:
+        running = status.state not in TERMINAL_STATES
+        why = status.error or ("left running (gc.on_timeout: leave)" if running else "see the driver")
+        return "FAILED", (f"GC task {status.task_id} {'is still' if running else 'ended'} {status.state}"
+                          f"{' after gc.timeout' if outcome.timed_out else ''}: {why}")
+    if len(verification.missed):
+        run.logger.warning("%d planned tag(s) are still present after GC", len(verification.missed))
+    return "GC_DONE", None
+
+
+def _sample_window(run: _Run) -> None:
+    """Inline: sample until the release window closes. Scheduled: the daily sampler does,
+    and thaws at the window's end when freeze.hold_until says so."""
+    config, summary = run.config, run.summary
+    if config.sampling.mode == "inline":
+        run.logger.info("sampling inline until the release window closes at %s", summary.storage.window_end)
+        samples = sample_until(config, run.ledger, run.run_id, run.window_end)
+        summary.storage.samples += len(samples)
+        summary.storage.after_bytes = samples[-1].storage_bytes
+    elif config.freeze.hold_until == "window_end":
+        run.freeze.keep_until_window_end()
+
+
+def _finish(run: _Run, state: str, message: str | None) -> State:
+    message = _with_freeze_note(run, message)
+    run.journal.finish(state, message)
+    _report(run.ledger, run.run_id, run.journal)
+    data = json.loads((run.journal.folder / "summary.json").read_text(encoding="utf-8"))
+    if data["state"] in ("GC_DONE", "COMPLETE"):
+        return Completed(message=data["state"], data=data)
+    if state == "CANCELED":
+        return Cancelled(message=message, data=data)
+    return Failed(message=message, data=data)
+
+
+def _with_freeze_note(run: _Run, message: str | None) -> str | None:
+    if run.freeze is None or not run.freeze.gc_may_run:
+        return message
+    note = (f"the bucket stays frozen while GC task {run.freeze.task_id} may still run: `acr-gc sample` or "
+            "`acr-gc thaw --config …` thaws it once the task has ended")
+    return f"{message}; {note}" if message else note
+
+
+@contextmanager
+def _ends_failed_or_cancelled(run: _Run) -> Iterator[None]:
+    """An error, or Prefect's cancellation arriving as a signal, after the checks: the run
+    ends FAILED or CANCELED with summary.json written (the ledger may be what failed), and
+    a GC that ran is still verified (on cancellation) and reported. ``bucket_frozen`` has
+    already stopped our GC task and thawed, or kept the bucket frozen while GC may run."""
+    try:
+        yield
     except BaseException as exc:
-        # an error, or Prefect's cancellation arriving as a signal: stop our GC task too
-        if running_task is not None and driver is not None:
-            status = None
-            try:
-                status = driver.cancel(running_task)
-            except Exception as cancel_error:
-                logger.error("could not cancel GC task %s: %s", running_task, cancel_error)
-            if status is not None:
-                summary.gc.state, summary.gc.tags_deleted = status.state, status.tags_deleted
-                try:
-                    if row_id is not None:
-                        record_gc_status(ledger, row_id, status)
-                except Exception as record_error:
-                    logger.error("GC task %s is %s, but the ledger did not take it: %s", running_task,
-                                 status.state, record_error)
-        cancelled = not isinstance(exc, Exception)
+        summary, cancelled = run.summary, not isinstance(exc, Exception)
+        status = run.freeze.status if run.freeze is not None else None
+        if status is not None and summary.gc is not None:
+            summary.gc.state, summary.gc.tags_deleted = status.state, status.tags_deleted
         if cancelled and summary.gc is not None and summary.gc.task_id and summary.checks.unexpected_deletions is None:
-            # Prefect's SIGTERM usually lands before the watch loop sees CANCELLING: the
-            # partial deletions still get checked against the plan and reported.
-            try:
-                verification = verify_deletions(verdicts, expired, _tags_now(config))
-                summary.checks.unexpected_deletions = len(verification.unexpected)
-                summary.checks.missed_deletions = len(verification.missed)
-                if len(verification.unexpected):
-                    logger.error("GC deleted %d tag(s) outside the verified plan: %s", len(verification.unexpected),
-                                 printable(", ".join(f"{r.namespace}/{r.repo}:{r.tag}"
-                                                     for r in verification.unexpected.itertuples())))
-            except Exception as verify_error:
-                logger.error("could not verify the partial deletions: %s", verify_error)
+            _verify_partial(run)  # SIGTERM usually lands before the watch loop sees CANCELLING
         message = _one_line(exc)
         if cancelled and summary.gc is not None and summary.gc.task_id:
             message = (f"cancelled ({message}): GC task {summary.gc.task_id} {summary.gc.state}, "
                        f"{summary.gc.tags_deleted} planned tag(s) deleted")
-        if frozen:  # whatever freeze.hold_until says: a failed or cancelled run lets go
-            frozen = not _thaw_now(config, ledger, summary, logger)
+        message = _with_freeze_note(run, message)
         try:
-            journal.finish("CANCELED" if cancelled else "FAILED", message)
+            run.journal.finish("CANCELED" if cancelled else "FAILED", message)
         except Exception as finish_error:  # summary.json is written first; the ledger may be what failed
-            logger.error("could not record the run's end in the ledger: %s", finish_error)
+            run.logger.error("could not record the run's end in the ledger: %s", finish_error)
         if summary.gc is not None and summary.gc.task_id:
             try:  # GC ran: the partial result is still reported
-                _report(ledger, run_id, journal)
+                _report(run.ledger, run.run_id, run.journal)
             except Exception as report_error:
-                logger.error("could not render the report: %s", report_error)
+                run.logger.error("could not render the report: %s", report_error)
         raise
-    finally:
-        if frozen and config.freeze.hold_until == "gc_complete":
-            if _thaw_now(config, ledger, summary, logger):
-                files.write_summary(summary, journal.folder)
+
+
+def _verify_partial(run: _Run) -> None:
+    """The partial deletions of a cancelled GC, still checked against the plan."""
+    summary = run.summary
+    try:
+        verification = verify_deletions(run.verdicts, run.expired, _tags_now(run.config))
+    except Exception as verify_error:
+        run.logger.error("could not verify the partial deletions: %s", verify_error)
+        return
+    summary.checks.unexpected_deletions = len(verification.unexpected)
+    summary.checks.missed_deletions = len(verification.missed)
+    if len(verification.unexpected):
+        run.logger.error("GC deleted %d tag(s) outside the verified plan: %s", len(verification.unexpected),
+                         printable(", ".join(f"{r.namespace}/{r.repo}:{r.tag}"
+                                             for r in verification.unexpected.itertuples())))
 
 
 def _baseline(config: Config, ledger: Ledger, run_id: str, inherited: Inherited | None) -> Sample:
@@ -345,18 +428,6 @@ def _baseline(config: Config, ledger: Ledger, run_id: str, inherited: Inherited 
                       object_count=kept.object_count, phase="before")
         session.add(copy)
     return copy
-
-
-def _thaw_now(config: Config, ledger: Ledger, summary: Summary, logger) -> bool:
-    """Thaw, record whether every freeze is undone; False when the API or the ledger failed
-    (the bucket may well be thawed then — ``acr-gc thaw`` finds out and settles the ledger)."""
-    try:
-        thaw_bucket(config, ledger)
-        summary.checks.freeze_restored = not outstanding_freezes(ledger, config.target.bucket)
-    except (CloudError, LedgerUnavailable) as exc:
-        logger.error("thaw failed (%s): run `acr-gc thaw --config …` once it is reachable again", exc)
-        return False
-    return True
 
 
 def _report(ledger: Ledger, run_id: str, journal: _Journal) -> None:

@@ -2,13 +2,14 @@
 
 The monthly run ends after GC (state GC_DONE); this flow, run daily, takes one storage
 sample for every open window of the configured bucket, re-renders each report, and
-finalizes a report (COMPLETE, one savings.csv row) when its window has closed. Running
-it more often than daily, or twice, is harmless.
+finalizes a report (COMPLETE, one savings.csv row) when its window has closed. It also
+thaws a freeze a run had to leave on the bucket (GC still running when it ended, a killed
+process), once the GC task is seen ended — and, with ``freeze.hold_until: window_end``,
+once no window is open any more. Running it more often than daily, or twice, is harmless.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -16,8 +17,7 @@ from sqlalchemy import select
 
 from acr_gc.config import Config
 from acr_gc.ledger import Ledger, Run
-from acr_gc.ledger.instance_lock import live_holder
-from acr_gc.tasks.freeze import thaw_bucket
+from acr_gc.tasks.freeze import settle_freeze
 from acr_gc.tasks.sampling import sample_bucket
 
 
@@ -34,7 +34,7 @@ def open_windows(ledger: Ledger, config: Config) -> list[Run]:
 
 
 def close_or_update(config: Config, ledger: Ledger, run_id: str) -> Path:
-    """Re-render the run's report from the ledger; thaw if the freeze was held to the end."""
+    """Re-render the run's report from the ledger; a closed window adds its savings row."""
     from acr_gc.reports.build import build_report, finalize_savings
 
     folder = build_report(ledger, run_id)
@@ -42,12 +42,6 @@ def close_or_update(config: Config, ledger: Ledger, run_id: str) -> Path:
         complete = session.get(Run, run_id).state == "COMPLETE"
     if complete:
         finalize_savings(ledger, run_id)
-        if config.freeze.hold_until == "window_end":
-            holder = live_holder(ledger, config.target.instance_id)
-            if holder is None:
-                thaw_bucket(config, ledger)
-            else:  # a new run holds the instance (and has adopted the freeze): it thaws
-                logging.getLogger(__name__).info("freeze left to run %s, which holds the instance", holder.run_id)
     return folder
 
 
@@ -63,4 +57,8 @@ def sample_storage(config: Config) -> list[str]:
         folders.append(str(folder))
     if not folders:
         logger.info("no open window for instance %s", config.target.instance_id)
+    if config.freeze.hold_until == "window_end" and open_windows(ledger, config):
+        logger.info("bucket %s stays frozen until the release window closes", config.target.bucket)
+    else:
+        logger.info(settle_freeze(config, ledger))
     return folders

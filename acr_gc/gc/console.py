@@ -16,12 +16,15 @@ public API alone:
   are gone, over those planned. Only repositories with planned deletions are listed. The
   console task's own state, object and byte counts are invisible to the public API, so
   ``objects_deleted`` and ``bytes_deleted`` are always 0 here (unknown, not zero: the report
-  measures the bucket with GetBucketStat samples instead), and the state is RUNNING until
-  every planned tag is gone, then SUCCESS. A console task that failed or was cancelled
-  shows as RUNNING until the flow's ``gc.timeout``.
+  measures the bucket with GetBucketStat samples instead). Tag counts never end a task:
+  the sweep goes on after the last tag is gone (and with no tag planned there is only a
+  sweep), so once every planned tag is gone the flow run PAUSES and asks the person "has
+  GC task <id> finished?" (:class:`GcFinishedInput`, key ``acr-gc-console-finished-<n>``);
+  only their answer makes the state SUCCESS, FAILED or CANCELED. "Not yet" is asked again
+  at the next poll. Outside a flow run (``acr-gc thaw``) the state stays RUNNING.
 * :meth:`ConsoleGcDriver.cancel` — the public API cannot cancel a console task: an artifact
   asks the operator to click Cancel on the Garbage Collection page; the current status is
-  returned.
+  returned (still RUNNING: an unconfirmed cancel leaves the bucket frozen).
 
 Where these methods may be called: :meth:`is_enabled` and :meth:`start` pause the flow run
 (``prefect.flow_runs.pause_flow_run``), so call them from the flow function itself, not from
@@ -48,7 +51,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 from prefect.input import RunInput
@@ -65,6 +68,7 @@ PLANNED_COLUMNS = ("namespace", "repo", "repo_id", "tag")
 CONSOLE_URL = "https://cr.console.aliyun.com/"
 WHITELIST_PAUSE_KEY = "acr-gc-whitelist"
 START_PAUSE_KEY = "acr-gc-console-start"
+FINISHED_PAUSE_KEY = "acr-gc-console-finished"  # + "-<n>": asked again after "not yet"
 MAX_PAUSE_POLL_S = 10.0
 MAX_REPOS_IN_ARTIFACT = 50
 
@@ -105,6 +109,17 @@ class GcStartedInput(RunInput):
         description="True after clicking Confirm in the console's Garbage Collection dialog. "
                     "False stops this run.")
     console_task_id: str = Field(default="", description="Optional: the task id the console shows, for the record.")
+    note: str = Field(default="", description="Optional: anything worth keeping with the run.")
+
+
+class GcFinishedInput(RunInput):
+    """The answer to "has the garbage collection task finished?"."""
+
+    finished: bool = Field(
+        description="True once the console's Garbage Collection page shows the task ended (not just the "
+                    "tags gone: the sweep of unreferenced data comes after them). False: asked again later.")
+    state: Literal["SUCCESS", "FAILED", "CANCELED"] = Field(
+        default="SUCCESS", description="How the task ended, as the console shows it.")
     note: str = Field(default="", description="Optional: anything worth keeping with the run.")
 
 
@@ -200,7 +215,9 @@ class ConsoleGcDriver:
         self._lock = threading.Lock()
         self._gone: dict[str, set[str]] = {repo_id: set() for repo_id in self._by_repo}
         self._started: _Started | None = None
-        self._finished: datetime | None = None  # when every planned tag was first seen gone
+        self._finished: datetime | None = None  # when the person confirmed the task ended
+        self._ended: str | None = None  # the terminal state the person confirmed
+        self._asked = 0  # "has it finished?" questions so far (each pause key fires once)
 
     @property
     def tags_planned(self) -> int:
@@ -222,6 +239,11 @@ class ConsoleGcDriver:
             return pause_flow_run(wait_for_input=wait_for_input, timeout=self._pause_timeout_s(),
                                   poll_interval=self._pause_poll_s(), key=key)
         except FlowPauseTimeout:
+            if key.startswith(FINISHED_PAUSE_KEY):
+                raise OperatorDidNotAnswer(
+                    f"nobody answered '{question}' for ACR instance {self.instance_id} within "
+                    f"{self._pause_timeout_s()} s (gc.timeout): the bucket stays frozen; once the console shows "
+                    "the task ended, run `acr-gc thaw --config … --force`") from None
             after = (" If the task was started in the console after all, it now runs unwatched: follow it on the "
                      "instance's Garbage Collection page." if key == START_PAUSE_KEY else "")
             raise OperatorDidNotAnswer(
@@ -280,10 +302,9 @@ class ConsoleGcDriver:
     def active_task(self) -> GcStatus | None:
         """Console tasks are invisible to the public API: only a task this driver started
         (in this process) and not yet seen finished is known."""
-        if self._started is None:
+        if self._started is None or self._ended is not None:
             return None
-        current = self.status(self._started.task_id)
-        return current if current.active else None
+        return self._progress(self._started.task_id)
 
     def start(self) -> GcStatus:
         """Pause until the operator says the console task was started; then RUNNING, 0 %."""
@@ -318,7 +339,39 @@ class ConsoleGcDriver:
                         tags_planned=self.tags_planned)
 
     def status(self, task_id: str) -> GcStatus:
-        """Progress of the planned deletions as the public API shows them.
+        """Progress from the public API; once every planned tag is gone, the person is asked
+        whether the task has finished (in a flow run) — only then is the state terminal."""
+        current = self._progress(task_id)
+        if self._ended is None and current.progress >= 100 and _current_flow_run_id() is not None:
+            self._ask_finished(task_id)
+        if self._ended is None:
+            return current
+        return GcStatus(task_id=task_id, state=self._ended, progress=100, tags_deleted=current.tags_deleted,
+                        objects_deleted=0, bytes_deleted=0, created=current.created, finished=self._finished,
+                        tags_planned=current.tags_planned)
+
+    def _ask_finished(self, task_id: str) -> None:
+        from prefect.artifacts import create_markdown_artifact
+
+        self._asked += 1
+        create_markdown_artifact(
+            markdown=self._finished_markdown(task_id),
+            key=artifact_key("console-gc-finished", self.instance_id),
+            description=f"Has garbage collection task {task_id} finished on ACR instance {self.instance_id}?",
+        )
+        _logger().warning(
+            "ACR instance %s: every planned tag is gone; has GC task %s finished (sweep included)? The flow run is "
+            "paused: check the console's Garbage Collection page, then resume the run with the answer.",
+            self.instance_id, task_id)
+        answer: GcFinishedInput = self._ask(GcFinishedInput, f"{FINISHED_PAUSE_KEY}-{self._asked}",
+                                            f"has GC task {task_id} finished")
+        if answer.finished:
+            self._ended, self._finished = answer.state, _now()
+            _logger().info("ACR instance %s: the operator confirms GC task %s ended %s%s", self.instance_id,
+                           task_id, answer.state, f" ({answer.note})" if answer.note else "")
+
+    def _progress(self, task_id: str) -> GcStatus:
+        """Progress of the planned deletions as the public API shows them; never terminal.
 
         Only repositories with planned deletions still not seen gone are listed (ListRepoTag,
         all pages, ``api.concurrency`` at a time). A planned tag once seen gone counts as
@@ -342,21 +395,17 @@ class ConsoleGcDriver:
         planned = self.tags_planned
         with self._lock:
             gone = sum(len(g) for g in self._gone.values())
-            done = gone >= planned
-            if done and self._finished is None:
-                self._finished = _now()
-            finished = self._finished
-        progress = 100 if done else int(gone * 100 // planned)
+        progress = 100 if gone >= planned else int(gone * 100 // planned)
         started = self._started if self._started is not None and self._started.task_id == task_id else None
         return GcStatus(
             task_id=task_id,
-            state="SUCCESS" if done else "RUNNING",
+            state="RUNNING",
             progress=progress,
             tags_deleted=gone,
             objects_deleted=0,  # unknown through the public API (the report samples the bucket)
             bytes_deleted=0,  # unknown through the public API
             created=started.created if started else None,
-            finished=finished,
+            finished=None,
             tags_planned=planned,
         )
 
@@ -364,7 +413,7 @@ class ConsoleGcDriver:
         """The public API cannot cancel a console task: ask the operator to, and report where it stands."""
         from prefect.artifacts import create_markdown_artifact
 
-        current = self.status(task_id)
+        current = self._progress(task_id) if self._ended is None else self.status(task_id)
         create_markdown_artifact(
             markdown=self._cancel_markdown(task_id, current),
             key=artifact_key("console-gc-cancel", self.instance_id),
@@ -483,6 +532,30 @@ console task can be watched — and cancelled — on the same **Garbage Collecti
 ## Planned deletions
 
 {self._planned_table()}"""
+
+    def _finished_markdown(self, task_id: str) -> str:
+        steps = self._console_path() + [
+            "On the **Garbage Collection** page, look at the task's state: it has finished only when the "
+            "console says so (Succeeded, Failed or Canceled), not when the tags are gone — the sweep of "
+            "unreferenced data comes after them.",
+        ]
+        return f"""# Has garbage collection task `{task_id}` finished on ACR {self.instance_id}?
+
+Every one of the {self.tags_planned} planned tag(s) is gone from {self._where()}, but the
+public API cannot see the task itself. The bucket `{self.config.target.bucket}` stays frozen
+until you confirm the task has ended: writing to it during the sweep is what the vendor forbids.
+
+{self._numbered(steps)}
+
+Then open this flow run in the Prefect UI, click **Resume** and answer:
+
+- `finished`: **true** once the console shows the task ended, with `state` as it shows it
+  (SUCCESS, FAILED or CANCELED); **false** if it is still running (you will be asked again);
+- `note`: optional.
+
+If nobody answers within `gc.timeout` ({self._pause_timeout_s()} s), the run ends and the bucket
+stays frozen; `acr-gc thaw --config … --force` lifts the freeze once you have seen the task end.
+"""
 
     def _cancel_markdown(self, task_id: str, current: GcStatus) -> str:
         steps = self._console_path() + [

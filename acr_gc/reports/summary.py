@@ -37,7 +37,8 @@ class GcSummary(_Block):
 class ChecksSummary(_Block):
     unexpected_deletions: int | None = None
     missed_deletions: int | None = None
-    freeze_restored: bool | None = None
+    # true | false | "partial" (the policy changed while frozen: only acr-gc's statement was removed)
+    freeze_restored: bool | Literal["partial"] | None = None
 
 
 class StorageSummary(_Block):

@@ -58,16 +58,13 @@ documentation rather than verified against a live instance:
 assumes for a custom bucket, and ``AliyunServiceRoleForContainerRegistry`` its
 service-linked role.
 
-``"*"`` (the config's default) is allowed, with a caveat that matters on a real bucket
-(:func:`wildcard_warning`): OSS applies a ``"*"`` statement *without* a Condition to
-everyone except the bucket owner's account — which, as far as we know, includes the RAM
-role the registry assumes, so a ``"*"`` freeze on a real bucket may deny GC's own
-deletes. Adding a Condition does not help: OSS documents that a ``"*"`` statement *with*
-a Condition applies to everyone *including* the bucket owner, and we know of no
-condition key OSS bucket policies evaluate that reliably names the calling role. So
-:func:`freeze_statement` never adds a Condition; on a real instance configure explicit
-principals (the UIDs/ARNs of the pushers and CI systems). The emulator's GC deletes as
-the service itself and is not subject to bucket policies, so ``"*"`` works there.
+``"*"`` is refused as well. OSS applies a ``"*"`` statement without a Condition to
+everyone except the bucket owner's root — the RAM role the registry assumes included — so
+a ``"*"`` freeze denies GC's own deletes and every push. Adding a Condition does not help:
+OSS documents that a ``"*"`` statement *with* a Condition applies to the owner too, and
+no condition key OSS bucket policies evaluate reliably names the calling role. So
+:func:`freeze_statement` never adds a Condition, and the freeze lists explicit principals
+(the UIDs/ARNs of the pushers and CI systems) only.
 """
 
 from __future__ import annotations
@@ -170,16 +167,15 @@ def _role_name(principal: str) -> str | None:
 def validate_principals(principals: Iterable[str], service_role_principals: Iterable[str] = ()) -> list[str]:
     """Check the configured freeze principals; returns them stripped, without duplicates.
 
-    Raises :class:`FreezeError` for an empty list, a non-string or blank principal, or a
-    principal that is the registry's own service role (see the module docstring for how
-    a role is recognised): denying it writes would stop GC's own deletes. ``"*"`` is
-    allowed (see :func:`wildcard_warning`).
+    Raises :class:`FreezeError` for an empty list, a non-string or blank principal,
+    ``"*"``, or a principal that is the registry's own service role (see the module
+    docstring for how a role is recognised): either would deny GC's own deletes.
     """
     if isinstance(principals, str):
         raise FreezeError("freeze principals must be a list of strings, not one string")
     principals = list(principals)
     if not principals:
-        raise FreezeError("freeze.principals is empty: name at least one principal (or \"*\")")
+        raise FreezeError("freeze.principals is empty: name the RAM users or roles that write to the bucket")
     service = [s.strip() for s in service_role_principals if isinstance(s, str) and s.strip()]
     service_exact = {s.lower() for s in service}
     service_roles = {name for name in (_role_name(s) for s in service) if name}
@@ -189,6 +185,10 @@ def validate_principals(principals: Iterable[str], service_role_principals: Iter
         if not isinstance(principal, str) or not principal.strip():
             raise FreezeError(f"freeze principal {principal!r} is not a non-empty string")
         text = principal.strip()
+        if text == "*":
+            raise FreezeError(
+                '"*" would also deny the registry\'s own RAM role (only the bucket owner is exempt), so GC\'s '
+                "deletes and every push would fail: list the RAM users or roles that write to the bucket")
         role = _role_name(text)
         if text.lower() in service_exact or (role and role in service_roles) or text.lower() in service_roles:
             raise FreezeError(
@@ -198,17 +198,6 @@ def validate_principals(principals: Iterable[str], service_role_principals: Iter
         if text not in result:
             result.append(text)
     return result
-
-
-def wildcard_warning(principals: Iterable[str]) -> str | None:
-    """The operator warning for a ``"*"`` freeze on a real bucket, or None without ``"*"``."""
-    if any(isinstance(p, str) and p.strip() == "*" for p in principals):
-        return (
-            "freeze.principals contains \"*\": on a real OSS bucket this Deny also applies to the "
-            "RAM role the registry assumes (only the bucket owner's account is exempt), so GC's own "
-            "deletes may be refused; list the pushing principals explicitly for a real instance"
-        )
-    return None
 
 
 # -- the statement and the policy

@@ -6,13 +6,12 @@ for the operator; the flow then ends BLOCKED with the cloud exactly as it was.
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from acr_gc.cloud.clients import oss_client
 from acr_gc.config import Config
 from acr_gc.gc import GcDriver
-from acr_gc.rules.freeze import FreezeError, validate_principals, wildcard_warning
 from acr_gc.rules.window import BucketRule, Window, release_window
 
 
@@ -32,15 +31,7 @@ def check_whitelist(config: Config, driver: GcDriver) -> None:
 
 @task(name="check-bucket", cache_policy=NO_CACHE)
 def check_bucket(config: Config) -> Window:
-    """The release window from the bucket's versioning and lifecycle (DESIGN section 7),
-    and freeze principals that never include the registry's own service role."""
-    try:
-        validate_principals(config.freeze.principals)
-    except FreezeError as exc:
-        raise CheckFailed(f"freeze.principals: {exc}") from None
-    warning = wildcard_warning(config.freeze.principals)
-    if warning:
-        get_run_logger().warning(warning)
+    """The release window from the bucket's versioning and lifecycle (DESIGN section 7)."""
     oss = oss_client(config)
     window = release_window(
         oss.get_versioning(),

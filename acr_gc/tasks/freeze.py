@@ -2,24 +2,38 @@
 
 Order matters for crash safety: the original policy is written to the ledger *before*
 the freeze is put on the bucket, so whatever kills the process afterwards, ``thaw``
-finds what to restore. Thaw works from the ledger alone (no run state in memory), so
-the flow's ``finally``, its failure/cancellation/crash hooks and ``acr-gc thaw`` all
-call the same function, and calling it twice is harmless.
+finds what to restore. One construct owns the freeze in a run, :func:`bucket_frozen`:
+it thaws on every way out, but never while GC may still run. What a run had to leave
+frozen (GC still running, a killed process) is thawed by :func:`settle_freeze`
+(``acr-gc sample``, the daily sampler) or ``acr-gc thaw`` once the task is seen ended.
+Thaw works from the bucket and the ledger alone, so calling it twice is harmless.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import select
 
+from acr_gc.cloud.acr import GcStatus
 from acr_gc.cloud.clients import oss_client
+from acr_gc.cloud.errors import CloudError
 from acr_gc.config import Config
-from acr_gc.ledger import Freeze, Ledger
-from acr_gc.rules.freeze import apply_freeze, freeze_sid, freeze_statement, thaw_policy
+from acr_gc.ledger import Freeze, GcTask, Ledger
+from acr_gc.ledger.store import LedgerUnavailable
+from acr_gc.rules.freeze import (
+    apply_freeze,
+    freeze_sid,
+    freeze_sids,
+    freeze_statement,
+    statement_present,
+    thaw_policy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +87,9 @@ def freeze_bucket(config: Config, ledger: Ledger, run_id: str) -> Freeze:
 
 @dataclass
 class ThawReport:
-    restored: int  # freezes undone now
+    restored: int  # freezes undone now (the ledger's, and statements it did not know)
     notes: list[str]
+    partial: bool = False  # the policy had changed meanwhile: only our statement was removed
 
     @property
     def message(self) -> str:
@@ -82,26 +97,215 @@ class ThawReport:
             return "nothing to thaw"
         return "; ".join(self.notes) or f"{self.restored} freeze(s) undone"
 
+    @property
+    def freeze_restored(self) -> bool | str:
+        """summary.json's ``checks.freeze_restored``: ``true``, or ``"partial"``."""
+        return "partial" if self.partial else True
+
 
 def thaw_bucket(config: Config, ledger: Ledger) -> ThawReport:
-    """Undo every outstanding freeze of the bucket, as the ledger recorded it."""
+    """Take every acr-gc freeze off the bucket: the bucket is the truth, the ledger the memory.
+
+    Each freeze the ledger records is undone as recorded: the saved original is restored
+    (JSON-equal), or — when someone changed the policy meanwhile — only its statement is
+    removed, the policy read back, and the freeze recorded ``restored_partial``. Then any
+    freeze statement still on the bucket (another run's, or one whose ledger was lost or
+    lives in another folder) is removed too, keeping every other statement.
+    """
     oss = oss_client(config)
+    bucket = config.target.bucket
     notes: list[str] = []
     restored = 0
-    for record in outstanding_freezes(ledger, config.target.bucket):
+    partial = False
+    for record in outstanding_freezes(ledger, bucket):
         original = json.loads(record.original_policy) if record.original_policy is not None else None
         plan = thaw_policy(oss.get_policy(), original, record.sid)
-        if plan.action == "put":
-            oss.put_policy(plan.policy)
-        elif plan.action == "delete":
-            oss.delete_policy()
+        _apply(oss, plan)
+        status = "restored"
+        if plan.changed_meanwhile:
+            if statement_present(oss.get_policy(), record.sid):  # read back: ours must be gone
+                raise RuntimeError(f"bucket {bucket}: freeze statement {record.sid} is still there after thaw")
+            status, partial = "restored_partial", True
         with ledger.session() as session:
             row = session.get(Freeze, record.id)
-            row.status = "restored"
+            row.status = status
             row.restored_at = datetime.now(timezone.utc)
             row.note = plan.note
         restored += 1
         if plan.note:
             notes.append(plan.note)
-            log.warning("bucket %s: %s", config.target.bucket, plan.note)
-    return ThawReport(restored, notes)
+            log.warning("bucket %s: %s", bucket, plan.note)
+    strays = freeze_sids(oss.get_policy())
+    if strays:
+        current = oss.get_policy()
+        for sid in strays:
+            plan = thaw_policy(current, None, sid, statement={"Sid": sid})  # never equal: removes only it
+            _apply(oss, plan)
+            current = plan.policy
+        restored += len(strays)
+        note = f"removed freeze statement(s) {', '.join(strays)} that this ledger does not record"
+        notes.append(note)
+        log.warning("bucket %s: %s", bucket, note)
+    return ThawReport(restored, notes, partial)
+
+
+def _apply(oss, plan) -> None:
+    if plan.action == "put":
+        oss.put_policy(plan.policy)
+    elif plan.action == "delete":
+        oss.delete_policy()
+
+
+def stray_freezes(config: Config, ledger: Ledger) -> list[str]:
+    """Freeze statements on the bucket that no freeze recorded in this ledger owns."""
+    known = {record.sid for record in outstanding_freezes(ledger, config.target.bucket)}
+    return [sid for sid in freeze_sids(oss_client(config).get_policy()) if sid not in known]
+
+
+# -- is GC over? -------------------------------------------------------------------------
+
+
+def gc_may_run(config: Config, ledger: Ledger) -> str | None:
+    """Why GC of the instance may still be running, or None once every GC task the ledger
+    knows of is seen ended (and, with the emulator driver, none is active).
+
+    A task the ledger records as not ended is asked about again; one seen ended now is
+    recorded so. The console driver cannot see its task through the public API: such a
+    task counts as running until a person says otherwise (``acr-gc thaw --force``).
+    """
+    from acr_gc.gc import TERMINAL_STATES
+    from acr_gc.gc.emulator import EmulatorGcDriver
+
+    instance = config.target.instance_id
+    with ledger.session() as session:
+        open_tasks = list(session.scalars(
+            select(GcTask).where(GcTask.instance_id == instance, GcTask.state.not_in(TERMINAL_STATES))
+            .order_by(GcTask.id)))
+    emulator = EmulatorGcDriver(config) if config.gc.driver == "emulator" else None
+    for row in open_tasks:
+        if row.driver != "emulator" or emulator is None:
+            if row.task_id is None:
+                continue  # never confirmed started by the person
+            return (f"console GC task {row.task_id} was never confirmed finished: check the instance's Garbage "
+                    "Collection page, and once it has ended run `acr-gc thaw --config … --force`")
+        if row.task_id is None:
+            continue  # the start was recorded but never answered: the active-task check below covers it
+        status = emulator.status(row.task_id)
+        if status.state not in TERMINAL_STATES:
+            return f"GC task {row.task_id} is {status.state} ({status.progress} %)"
+        with ledger.session() as session:
+            stored = session.get(GcTask, row.id)
+            stored.state, stored.tags_deleted = status.state, status.tags_deleted or 0
+            stored.finished_at = stored.finished_at or datetime.now(timezone.utc)
+    active = emulator.active_task() if emulator is not None else None
+    if active is not None:
+        return f"GC task {active.task_id} is {active.state} ({active.progress} %)"
+    return None
+
+
+def settle_freeze(config: Config, ledger: Ledger) -> str:
+    """Thaw a freeze left on the bucket once GC is seen ended (``acr-gc sample`` and the
+    daily sampler call this): one line saying what was done or why the bucket stays frozen."""
+    from acr_gc.ledger.instance_lock import live_holder
+
+    bucket = config.target.bucket
+    if not outstanding_freezes(ledger, bucket):
+        return f"bucket {bucket}: not frozen by acr-gc"
+    holder = live_holder(ledger, config.target.instance_id)
+    if holder is not None:
+        return f"bucket {bucket}: frozen by run {holder.run_id}, which is still running"
+    reason = gc_may_run(config, ledger)
+    if reason is not None:
+        return f"bucket {bucket} stays frozen: {reason}"
+    return f"bucket {bucket}: GC has ended; {thaw_bucket(config, ledger).message}"
+
+
+# -- the one owner of the freeze ------------------------------------------------------------
+
+
+class FrozenBucket:
+    """What the body of :func:`bucket_frozen` tells the freeze about GC, and the one place
+    that decides when the freeze comes off."""
+
+    def __init__(self, config: Config, ledger: Ledger, on_release: Callable[[bool | str], None]):
+        self.config, self.ledger, self.on_release = config, ledger, on_release
+        self.task_id: str | None = None
+        self.status: GcStatus | None = None  # the task's latest status
+        self._stop: Callable[[], GcStatus | None] | None = None
+        self._done = False  # thawed, or deliberately left frozen
+        self.kept_for_window = False
+
+    def gc_started(self, status: GcStatus, stop: Callable[[], GcStatus | None]) -> None:
+        """GC runs from now on; ``stop`` cancels it (used when the run ends while it runs)."""
+        self.task_id, self.status, self._stop = status.task_id, status, stop
+
+    def gc_seen(self, status: GcStatus) -> None:
+        self.status = status
+
+    @property
+    def gc_may_run(self) -> bool:
+        from acr_gc.gc import TERMINAL_STATES
+
+        return self.task_id is not None and (self.status is None or self.status.state not in TERMINAL_STATES)
+
+    def keep_until_window_end(self) -> None:
+        """freeze.hold_until window_end, scheduled sampling: the sampler thaws at the window's end."""
+        self.kept_for_window = self._done = True
+        log.info("bucket %s stays frozen until the release window closes (freeze.hold_until: window_end)",
+                 self.config.target.bucket)
+
+    def release(self) -> bool:
+        """Thaw now if GC is confirmed ended (or never started); True when the bucket is thawed."""
+        if self._done:
+            return not self.kept_for_window and not self.gc_may_run
+        self._done = True
+        if self.gc_may_run:
+            log.error("bucket %s stays FROZEN: GC task %s may still be running (last seen %s); `acr-gc sample` or "
+                      "`acr-gc thaw --config …` thaws it once the task has ended", self.config.target.bucket,
+                      self.task_id, self.status.state if self.status else "unknown")
+            self.on_release(False)
+            return False
+        try:
+            report = thaw_bucket(self.config, self.ledger)
+        except (CloudError, LedgerUnavailable) as exc:
+            log.error("thaw failed (%s): run `acr-gc thaw --config …` once it is reachable again", exc)
+            self.on_release(False)
+            return False
+        log.info("bucket %s thawed: %s", self.config.target.bucket, report.message)
+        self.on_release(report.freeze_restored)
+        return True
+
+    def _stop_gc(self) -> None:
+        """The run is ending while its GC task runs: cancel it, and see where it stands."""
+        try:
+            status = self._stop() if self._stop is not None else None
+        except Exception as exc:  # the bucket then stays frozen: GC may still run
+            log.error("could not cancel GC task %s: %s", self.task_id, exc)
+            return
+        if status is not None:
+            self.status = status
+
+
+@contextmanager
+def bucket_frozen(config: Config, ledger: Ledger, run_id: str, *, needed: bool = True,
+                  on_release: Callable[[bool | str], None] = lambda restored: None) -> Iterator[FrozenBucket]:
+    """The freeze, owned by one construct (DESIGN section 5).
+
+    On entry the intent goes to the ledger and the Deny onto the bucket (``needed`` False:
+    a taken-over GC task has ended already, so nothing is frozen anew and only an earlier
+    freeze is undone). On every way out — normal end, error, cancellation — a GC task that
+    is still running is cancelled first, and the bucket is thawed only when that task is
+    confirmed ended (or was never started). While GC may still run it stays frozen: the
+    run says so, and ``acr-gc sample`` or ``acr-gc thaw`` thaws once the task has ended.
+    """
+    if needed:
+        freeze_bucket(config, ledger, run_id)
+    frozen = FrozenBucket(config, ledger, on_release)
+    try:
+        yield frozen
+    except BaseException:
+        if frozen.gc_may_run:
+            frozen._stop_gc()
+        frozen.release()
+        raise
+    frozen.release()

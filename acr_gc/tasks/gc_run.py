@@ -2,7 +2,7 @@
 
 ``start_gc`` and ``watch_gc`` run in the flow's own thread (the console driver pauses
 the flow, which only a flow can do; a SIGTERM from Prefect's cancellation reaches the
-watch loop there, so the flow's ``finally`` cancels the task and thaws the bucket).
+watch loop there, so ``bucket_frozen`` cancels the task and thaws once it has ended).
 """
 
 from __future__ import annotations

@@ -181,7 +181,7 @@ def config_dict(emu, instance_id: str, root: Path, *, sampling: dict | None = No
         "target": {"region": "cn-hangzhou", "instance_id": instance_id, "bucket": bucket_of(instance_id),
                    "acr_endpoint": emu.acr_endpoint, "oss_endpoint": emu.oss_endpoint, "credentials": "chain"},
         "policy": {"allow_unregenerable": [], "regeneration_manifest": None, "accept_never_released": False},
-        "freeze": {"principals": ["*"], "hold_until": "gc_complete"},
+        "freeze": {"principals": ["acs:ram::1234567890:user/ci-pusher"], "hold_until": "gc_complete"},
         "gc": {"driver": "emulator", "timeout": "PT5M", "poll_interval": "PT0.2S", "on_timeout": "cancel"},
         "sampling": sampling or {"mode": "scheduled", "interval": "P1D", "day_length": "P1D", "margin_days": 1},
         "report": {"out_dir": str(root / "out"), "price_per_gb_month": 0.12, "currency": "CNY"},

@@ -79,7 +79,8 @@ DATASET = {
         "charts": [{"namespace": "app", "name": "chart", "versions": [{"version": "1.0", "size": 5000}]}],
         "lifecycle_rules": [{"scope": "INSTANCE", "retention_tag_count": 2}],
     }],
-    "buckets": [{"name": BUCKET, "versioning": "Enabled", "policy": ORIGINAL_POLICY,
+    # owned by another account: the "ops" key is bound by the policy (the owner's root would not be)
+    "buckets": [{"name": BUCKET, "owner": "acct-owner", "versioning": "Enabled", "policy": ORIGINAL_POLICY,
                  "lifecycle": [{"id": "nc", "prefix": "", "noncurrent_days": 3}],
                  "extra_objects": [{"key": "backup/a.tar", "size": 500}, {"key": "backup/b.tar", "size": 70}]}],
 }  # fmt: skip

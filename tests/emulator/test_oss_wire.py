@@ -46,7 +46,8 @@ DATASET = ds.Dataset.model_validate(
             {"access_key_id": AK_B, "access_key_secret": SECRET_B, "principal": "bob"},
         ],
         "buckets": [
-            {"name": "vers", "versioning": "Enabled",
+            # owned by a third account, so alice's root key is bound by its policy like bob's
+            {"name": "vers", "owner": "carol", "versioning": "Enabled",
              "lifecycle": [{"id": "nc3", "prefix": "docker/", "noncurrent_days": 3}]},
             {"name": "plain", "extra_objects": [{"key": "seed/blob", "size": 1234}]},
             {"name": "expiring", "lifecycle": [{"id": "exp", "prefix": "", "expiration_days": 30}]},

@@ -31,9 +31,10 @@ import pytest
 
 from acr_gc.cloud import credentials as cloud_credentials
 from acr_gc.cloud.clients import acr_client
-from acr_gc.config import Api, Config, Gc, Target
+from acr_gc.config import Api, Config, Freeze, Gc, Target
 from acr_gc.gc import TERMINAL_STATES, make_driver
 from acr_gc.gc.console import (
+    FINISHED_PAUSE_KEY,
     PLANNED_COLUMNS,
     START_PAUSE_KEY,
     WHITELIST_PAUSE_KEY,
@@ -101,6 +102,7 @@ def config(emu, instance_id: str = INSTANCE, timeout: float = 60) -> Config:
     return Config(
         target=Target(region=REGION, instance_id=instance_id, bucket=BUCKET, acr_endpoint=emu.acr_endpoint,
                       oss_endpoint=emu.oss_endpoint),
+        freeze=Freeze(principals=["ops-writer"]),
         gc=Gc(driver="console", poll_interval=0.1, timeout=timeout),
         api=Api(qps=1000, retries=2, timeout_s=10),
     )
@@ -302,6 +304,15 @@ def test_console_driver_pause_resume_and_public_api_monitoring(loaded, credentia
 
     console_task = acr_client(cfg).gc_create()  # the person clicks Execute → Confirm in the console
     run.resume({"started": True})
+    # every planned tag gone is not the task's end (the sweep follows): the person is asked
+    paused = run.wait_paused(f"{FINISHED_PAUSE_KEY}-1")
+    assert tags_left(emu) == expected_left()
+    [art] = artifacts(paused.id, artifact_key("console-gc-finished", INSTANCE))
+    assert f"console-{paused.id}" in art.data and "Garbage Collection" in art.data
+    run.resume({"finished": False})  # "not yet": asked again
+    paused = run.wait_paused(f"{FINISHED_PAUSE_KEY}-2")
+    assert emu.truth()["instances"][INSTANCE]["gc_tasks"][0]["state"] == "SUCCESS"  # as the console shows
+    run.resume({"finished": True, "state": "SUCCESS"})
     state = run.join()
     assert state.is_completed(), state
     out = state.result()
@@ -328,11 +339,14 @@ def test_console_driver_pause_resume_and_public_api_monitoring(loaded, credentia
     assert artifacts(paused.id, artifact_key("whitelist", INSTANCE)) == []
     console_task = acr_client(cfg).gc_create()
     run.resume({"started": True, "console_task_id": console_task})
+    run.wait_paused(f"{FINISHED_PAUSE_KEY}-1")
+    run.resume({"finished": True})
     state = run.join()
     assert state.is_completed(), state
     final = state.result()["final"]
     assert (final.task_id, final.state, final.tags_deleted) == (f"console-{console_task}", "SUCCESS", 24)
-    assert run.flow_run().empirical_policy.pause_keys == {START_PAUSE_KEY}  # paused once only
+    # no whitelist question this time: the console click and the end of the task only
+    assert run.flow_run().empirical_policy.pause_keys == {START_PAUSE_KEY, f"{FINISHED_PAUSE_KEY}-1"}
     assert tags_left(emu) == expected_left()
 
 
@@ -404,7 +418,7 @@ def test_nobody_answers_within_the_timeout(loaded):
 
 def test_pausing_methods_refuse_outside_a_flow_run():
     cfg = Config(target=Target(instance_id=INSTANCE, bucket=BUCKET, acr_endpoint="127.0.0.1:9"),
-                 gc=Gc(driver="console"))
+                 freeze=Freeze(principals=["ops-writer"]), gc=Gc(driver="console"))
     driver = ConsoleGcDriver(cfg, None)
     with pytest.raises(ConsoleGcError, match="flow function"):
         driver.start()
@@ -449,6 +463,9 @@ def test_reclaim_storage_with_the_console_driver_end_to_end(loaded, tmp_path):
     assert emu.truth()["instances"][INSTANCE]["gc_tasks"] == []
     acr_client(cfg).gc_create()  # the person clicks Execute → Confirm
     run.resume({"started": True, "console_task_id": "console-123"})
+    run.wait_paused(f"{FINISHED_PAUSE_KEY}-1", timeout=90)
+    assert "AcrGcFreeze" in json.dumps(emu.truth()["buckets"][BUCKET]["policy"])  # frozen until confirmed
+    run.resume({"finished": True})
 
     state = run.join(timeout=120)
     assert state.is_completed(), state
@@ -459,3 +476,70 @@ def test_reclaim_storage_with_the_console_driver_end_to_end(loaded, tmp_path):
     assert summary["checks"] == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
     assert {k: sorted(v) for k, v in tags_left(emu).items()} == expected_left()
     assert emu.truth()["buckets"][BUCKET].get("policy") is None  # thawed: no policy, as before
+
+
+@pytest.mark.slow
+def test_a_console_run_nobody_confirms_leaves_the_bucket_frozen_until_thaw_force(loaded, tmp_path, credentials,
+                                                                                  prefect_server):
+    """Nobody answers "has the GC task finished?" within gc.timeout: the run ends FAILED with
+    the bucket still frozen (the console task may still sweep). `acr-gc thaw` refuses while
+    the task is unconfirmed; after the person has seen it end, `acr-gc thaw --force` puts
+    the original policy back (JSON-equal)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from prefect.variables import Variable
+
+    from acr_gc.config import Ledger, Policy, Report, Sampling
+    from acr_gc.flows.reclaim import reclaim_storage
+
+    emu = loaded
+    original = {"Version": "1", "Statement": [{"Sid": "keep-me", "Effect": "Deny", "Principal": ["intern"],
+                                               "Action": ["oss:DeleteObject"],
+                                               "Resource": [f"acs:oss:*:*:{BUCKET}/*"]}]}
+    data = dataset(credentials)
+    data["buckets"][0]["policy"] = original
+    emu.load(data)
+    Variable.set(whitelist_variable_name(INSTANCE), {"whitelisted": True}, overwrite=True)
+    cfg = config(emu, timeout=6).model_copy(update={
+        "policy": Policy(allow_unregenerable=["team/web:*", "infra/proxy:*"]),
+        "sampling": Sampling(mode="scheduled"),
+        "report": Report(out_dir=tmp_path / "out"),
+        "ledger": Ledger(url=f"sqlite:///{tmp_path / 'ledger.db'}"),
+    })
+    run = FlowInThread(reclaim_storage, run_name("unconfirmed"), config=cfg, run_id="console-unconfirmed")
+    run.wait_paused(START_PAUSE_KEY, timeout=90)
+    acr_client(cfg).gc_create()
+    run.resume({"started": True, "console_task_id": "c-9"})
+    run.wait_paused(f"{FINISHED_PAUSE_KEY}-1", timeout=60)  # ... and nobody answers
+    state = run.join(timeout=120)
+    assert state.is_failed(), state
+    assert emu.truth()["instances"][INSTANCE]["gc_tasks"][0]["state"] == "SUCCESS"  # (the console knows)
+    policy = emu.truth()["buckets"][BUCKET]["policy"]
+    assert policy["Statement"][0] == original["Statement"][0], policy
+    assert [s["Sid"][:11] for s in policy["Statement"][1:]] == ["AcrGcFreeze"], policy
+    summary = json.loads((tmp_path / "out" / INSTANCE / "console-unconfirmed" / "summary.json").read_text())
+    assert summary["state"] == "FAILED" and summary["checks"]["freeze_restored"] is False, summary
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "PREFECT_API_"))}
+    env.update(ALIBABA_CLOUD_ACCESS_KEY_ID=credentials[0]["access_key_id"],
+               ALIBABA_CLOUD_ACCESS_KEY_SECRET=credentials[0]["access_key_secret"], PREFECT_API_URL=prefect_server)
+    root = Path(__file__).resolve().parents[2]
+
+    def thaw(*extra):
+        return subprocess.run([sys.executable, "-m", "acr_gc.cli", "thaw", "--config", str(path), *extra], env=env,
+                              cwd=root, capture_output=True, text=True, timeout=180)
+
+    refused = thaw()
+    assert refused.returncode == 3, (refused.stdout, refused.stderr)
+    assert "console GC task console-c-9 was never confirmed finished" in refused.stderr, refused.stderr
+    assert "AcrGcFreeze" in json.dumps(emu.truth()["buckets"][BUCKET]["policy"])
+    done = thaw("--force")  # the person has seen the task end in the console
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert json.dumps(emu.truth()["buckets"][BUCKET]["policy"], sort_keys=True) == json.dumps(original, sort_keys=True)

@@ -16,7 +16,7 @@ import pytest
 
 from acr_gc.cloud import credentials as cloud_credentials
 from acr_gc.cloud.errors import CloudError
-from acr_gc.config import Api, Config, Gc, Target
+from acr_gc.config import Api, Config, Freeze, Gc, Target
 from acr_gc.gc import TERMINAL_STATES, make_driver
 from acr_gc.gc.emulator import EmulatorGcDriver
 
@@ -75,6 +75,7 @@ def config(emu, instance_id: str = INSTANCE) -> Config:
     return Config(
         target=Target(instance_id=instance_id, bucket="drv-bucket", acr_endpoint=emu.acr_endpoint,
                       oss_endpoint=emu.oss_endpoint),
+        freeze=Freeze(principals=["ci-pusher"]),
         gc=Gc(driver="emulator", poll_interval=0.05, timeout=30),
         api=Api(qps=1000, retries=2, timeout_s=10),
     )

@@ -136,7 +136,7 @@ def write_config(path: Path, emu, workdir: Path, poll_interval: str = "PT1S") ->
         "target": {"region": "cn-hangzhou", "instance_id": INSTANCE, "bucket": BUCKET,
                    "acr_endpoint": emu.acr_endpoint, "oss_endpoint": emu.oss_endpoint, "credentials": "chain"},
         "policy": {"allow_unregenerable": [], "regeneration_manifest": None, "accept_never_released": False},
-        "freeze": {"principals": ["*"], "hold_until": "gc_complete"},
+        "freeze": {"principals": ["ci-pusher"], "hold_until": "gc_complete"},
         "gc": {"driver": "emulator", "timeout": "PT10M", "poll_interval": poll_interval, "on_timeout": "cancel"},
         "sampling": {"mode": "scheduled", "interval": "P1D", "day_length": "P1D", "margin_days": 2},
         "report": {"out_dir": str(workdir / "out"), "price_per_gb_month": 0.12, "currency": "CNY"},

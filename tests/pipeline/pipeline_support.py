@@ -246,6 +246,7 @@ def config_dict(endpoints: tuple[str, str], root: Path, instance_id: str, bucket
         "target": {"region": "cn-hangzhou", "instance_id": instance_id, "bucket": bucket_name,
                    "acr_endpoint": endpoints[0], "oss_endpoint": endpoints[1], "credentials": "chain"},
         "policy": {"regeneration_manifest": str(write_manifest(root))},
+        "freeze": {"principals": [WRITER_PRINCIPAL]},  # the application writing to the buckets
         "gc": {"driver": "emulator", "timeout": 120, "poll_interval": 0.2, "on_timeout": "cancel"},
         "sampling": {"mode": "scheduled"},
         "report": {"out_dir": str(root / "out")},

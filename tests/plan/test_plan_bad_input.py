@@ -70,6 +70,7 @@ def _good_config(world, out: Path) -> dict:
         "target": {"region": "cn-hangzhou", "instance_id": "cri-good", "bucket": "cri-good-storage",
                    "acr_endpoint": world["acr"], "oss_endpoint": world["oss"], "credentials": "chain"},
         "policy": {"allow_unregenerable": ["apps/web:t*"]},
+        "freeze": {"principals": ["acs:ram::1234567890:user/ci-pusher"]},
         "report": {"out_dir": str(out)},
         "api": {"retries": 1},
     }

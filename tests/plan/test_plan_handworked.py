@@ -295,6 +295,7 @@ def world(tmp_path_factory, prefect_api_url, plan_cli):
                            "credentials": "chain"},
                 "policy": {"allow_unregenerable": allow,
                            "regeneration_manifest": str(manifest) if with_manifest else None},
+                "freeze": {"principals": ["acs:ram::1234567890:user/ci-pusher"]},
                 "report": {"out_dir": str(root / "out")},
                 "api": {"qps": 50, "concurrency": 4, "retries": 2},
             }

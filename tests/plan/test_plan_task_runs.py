@@ -34,6 +34,7 @@ def _config(emu, out_dir):
     return Config.model_validate({
         "target": {"region": "cn-hangzhou", "instance_id": "cri-gen", "bucket": "cri-gen-storage",
                    "acr_endpoint": emu.acr_endpoint, "oss_endpoint": emu.oss_endpoint},
+        "freeze": {"principals": ["acs:ram::1234567890:user/ci-pusher"]},
         "report": {"out_dir": str(out_dir)},
         "api": {"qps": 1000, "concurrency": 8},
     })

@@ -24,7 +24,8 @@ from acr_gc.config import ConfigError, load_config
 from acr_gc.emulator.process import EmulatorProcess
 from pipeline.pipeline_support import OPS_AK, OPS_SECRET, cli_env, run_cli
 
-GOOD = {"target": {"instance_id": "cri-cfg", "bucket": "cri-cfg-storage"}}
+GOOD = {"target": {"instance_id": "cri-cfg", "bucket": "cri-cfg-storage"},
+        "freeze": {"principals": ["acs:ram::1234567890:user/ci-pusher"]}}
 MISSING = object()  # the key is removed instead of set
 
 
@@ -98,6 +99,10 @@ WRONG_VALUES = [
     ("target.credentials", "block:Prod Keys", "'chain' or 'block:<name>'"),
     ("freeze.principals", [], "at least 1 item"),
     ("freeze.principals", [""], "empty principal"),
+    ("freeze.principals", MISSING, "Field required"),  # no default: only the operator knows the writers
+    ("freeze.principals", ["ci", "*"], "registry's own RAM role"),
+    ("freeze.principals", ["acs:ram::1234567890:role/AliyunContainerRegistryCustomizedOSSBucketRole"],
+     "registry's own service role"),
     ("freeze.hold_until", "forever", "'gc_complete' or 'window_end'"),
     ("gc.driver", "magic", "'emulator' or 'console'"),
     ("gc.timeout", -5, "negative"),
@@ -192,7 +197,7 @@ def test_sections_left_empty_mean_their_defaults(tmp_path):
     """``gc:`` with every key under it commented out is an operator's way to say
     "defaults"; YAML reads it as null, and null is taken as the section's defaults."""
     path = tmp_path / "config.yaml"
-    path.write_text("target:\n  instance_id: cri-cfg\n  bucket: cri-cfg-storage\ngc:\n#  timeout: PT1H\n"
+    path.write_text("target:\n  instance_id: cri-cfg\n  bucket: cri-cfg-storage\nfreeze:\n  principals: [ci]\ngc:\n#  timeout: PT1H\n"
                     "policy:\n", encoding="utf-8")
     config = load_config(path)
     assert config.gc.timeout.total_seconds() == 6 * 3600 and config.policy.allow_unregenerable == []
@@ -230,7 +235,7 @@ def test_files_that_are_no_configuration(tmp_path, case, content, fragment):
 def test_a_byte_order_mark_is_accepted(tmp_path):
     """Windows editors save UTF-8 with a BOM; it is no error of the operator's."""
     path = tmp_path / "config.yaml"
-    path.write_bytes("\ufefftarget:\n  instance_id: cri-cfg\n  bucket: cri-cfg-storage\n".encode("utf-8"))
+    path.write_bytes("\ufefftarget:\n  instance_id: cri-cfg\n  bucket: cri-cfg-storage\nfreeze:\n  principals: [ci]\n".encode("utf-8"))
     assert load_config(path).target.instance_id == "cri-cfg"
 
 
@@ -304,6 +309,7 @@ def _cli_config(emu, root: Path, **sections) -> dict:
     config = {
         "target": {"instance_id": "cri-cfg", "bucket": "cri-cfg-storage",
                    "acr_endpoint": emu.acr_endpoint, "oss_endpoint": emu.oss_endpoint},
+        "freeze": {"principals": ["acs:ram::1234567890:user/ci-pusher"]},
         "report": {"out_dir": str(root / "out")},
         "ledger": {"url": f"sqlite:///{root / 'ledger.db'}"},
     }

@@ -168,6 +168,7 @@ def test_plan_exits_2_naming_file_and_line_before_any_request(emu, tmp_path, cas
         "target": {"instance_id": "cri-man", "bucket": "cri-man-storage",
                    "acr_endpoint": emu.acr_endpoint, "oss_endpoint": emu.oss_endpoint},
         "policy": {"regeneration_manifest": str(manifest)},
+        "freeze": {"principals": ["acs:ram::1234567890:user/ci-pusher"]},
         "report": {"out_dir": str(tmp_path / "out")},
         "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
     }

@@ -118,6 +118,7 @@ def config_for(emu, tmp_path: Path) -> dict:
     return {
         "target": {"region": REGION, "instance_id": INSTANCE, "bucket": BUCKET, "acr_endpoint": emu.acr_endpoint,
                    "oss_endpoint": emu.oss_endpoint, "credentials": "chain"},
+        "freeze": {"principals": ["acs:ram::1234567890:user/ci-pusher"]},
         "report": {"out_dir": str(tmp_path / "out")},
         "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
     }

@@ -2,7 +2,8 @@
 
 What each case proves: whatever the moment of the kill — no hook, `except` or `finally`
 runs after SIGKILL — the ledger alone lets `acr-gc thaw` give the bucket its original
-policy back (JSON-equal), and the next run finishes the job: exactly ONE GC task over the
+policy back (JSON-equal) once the killed run's GC has ended (while it runs, thaw refuses
+with exit 3), and the next run finishes the job: exactly ONE GC task over the
 whole story (a killed run's task is taken over, never doubled), the tags left are exactly
 the hand-worked retained set, the report's before/after bytes are the emulator's truth,
 and savings.csv holds exactly one row for the instance.
@@ -144,7 +145,15 @@ def _kill_then_recover(boundary: str, prefect_api_url: str, children, tmp_path: 
             _assert_at_boundary(boundary, emu.truth(), tmp_path)
 
             thaw = children.start("thaw", cs.acr_gc_args("thaw", "--config", str(config)), env)
-            assert thaw.wait(90) == 0, cs.diagnostics(emu, thaw)
+            rc = thaw.wait(90)
+            if boundary == "gc-running" and rc == 3:  # issue 12: no thaw while the killed run's GC runs
+                assert "is RUNNING" in thaw.output() and cs.freeze_sids(cs.bucket_policy(emu.truth())), \
+                    cs.diagnostics(emu, thaw)
+                cs.wait_for("the killed run's GC task to end",
+                            lambda: cs.gc_tasks(emu.truth())[0]["state"] == "SUCCESS", 90, emu)
+                thaw = children.start("thaw-again", cs.acr_gc_args("thaw", "--config", str(config)), env)
+                rc = thaw.wait(90)
+            assert rc == 0, cs.diagnostics(emu, thaw)
             assert _same_json(cs.bucket_policy(emu.truth()), cs.ORIGINAL_POLICY), "thaw gives the policy back"
 
             second = children.start("run2", cs.acr_gc_args("run", "--config", str(config)), env)

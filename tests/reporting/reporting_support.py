@@ -160,6 +160,7 @@ def config_dict(emu, root: Path, mode: str, day_length: float = 86400.0) -> dict
     return {
         "target": {"region": "cn-hangzhou", "instance_id": INSTANCE, "bucket": BUCKET,
                    "acr_endpoint": emu.acr_endpoint, "oss_endpoint": emu.oss_endpoint, "credentials": "chain"},
+        "freeze": {"principals": [WRITER_PRINCIPAL]},
         "gc": {"driver": "emulator", "timeout": 120, "poll_interval": 0.2, "on_timeout": "cancel"},
         "sampling": {"mode": mode, "interval": "P1D", "day_length": day_length, "margin_days": MARGIN_DAYS},
         "report": {"out_dir": str(root / "out"), "price_per_gb_month": PRICE, "currency": CURRENCY},

@@ -240,6 +240,7 @@ def write_config(tmp_path: Path, ledger_path: Path, instance="cri-demo") -> Path
     path = tmp_path / "config.yaml"
     path.write_text(
         f"target:\n  instance_id: {instance}\n  bucket: cri-demo-storage\n"
+        "freeze:\n  principals: [ci]\n"
         f"ledger:\n  url: sqlite:///{ledger_path}\n"
         f"report:\n  out_dir: {tmp_path / 'out'}\n",
         encoding="utf-8",

@@ -28,7 +28,6 @@ from acr_gc.rules.freeze import (
     statement_present,
     thaw_policy,
     validate_principals,
-    wildcard_warning,
 )
 
 RUN = "2024-05-01T00:00:00Z-cri-demo"
@@ -66,7 +65,7 @@ OTHER_DENY = {
 ORIGINAL = {"Version": "1", "Statement": [OTHER_ALLOW, OTHER_DENY]}
 
 
-def statement(principals=("*",), run=RUN):
+def statement(principals=("20001",), run=RUN):
     return freeze_statement(BUCKET, run, list(principals))
 
 
@@ -99,7 +98,7 @@ def test_statement_shape():
         "Action": list(FREEZE_ACTIONS),
         "Resource": [f"acs:oss:*:*:{BUCKET}/*"],
     }
-    assert "Condition" not in freeze_statement(BUCKET, RUN, ["*"])
+    assert "Condition" not in freeze_statement(BUCKET, RUN, ["20001"])
 
 
 def test_actions_cover_writes_and_deletes_and_no_reads():
@@ -116,7 +115,7 @@ def test_actions_cover_writes_and_deletes_and_no_reads():
 @pytest.mark.parametrize("bad", ["", "a/b", "a*", "acs:oss:x"])
 def test_statement_refuses_odd_bucket_names(bad):
     with pytest.raises(FreezeError):
-        freeze_statement(bad, RUN, ["*"])
+        freeze_statement(bad, RUN, ["20001"])
 
 
 def test_frozen_policy_denies_writes_and_allows_reads_in_the_emulated_oss():
@@ -130,20 +129,18 @@ def test_frozen_policy_denies_writes_and_allows_reads_in_the_emulated_oss():
         assert not emulated_oss.is_denied(text, "20002", read, BUCKET, key)
     assert not emulated_oss.is_denied(text, "30003", "oss:PutObject", BUCKET, key)  # not a frozen principal
     assert not emulated_oss.is_denied(text, "20002", "oss:PutObject", "other-bucket", key)
-    star = json.dumps(apply_freeze(None, statement(["*"])))
-    assert emulated_oss.is_denied(star, "anyone", "oss:PutObject", BUCKET, key)
-    assert not emulated_oss.is_denied(star, "anyone", "oss:GetObject", BUCKET, key)
 
 
 # -- principals
 
 
-def test_star_and_plain_principals_are_allowed():
-    assert validate_principals(["*"], []) == ["*"]
-    assert validate_principals([" 20001 ", "20001", "*"], ["acs:ram::1:role/aliyuncontainerregistrydefaultrole"]) == [
-        "20001",
-        "*",
-    ]
+def test_plain_principals_are_allowed_and_star_is_refused():
+    assert validate_principals([" 20001 ", "20001", "acs:ram::1:user/ci"],
+                               ["acs:ram::1:role/aliyuncontainerregistrydefaultrole"]) == ["20001", "acs:ram::1:user/ci"]
+    for star in (["*"], ["20001", " * "]):
+        with pytest.raises(FreezeError) as err:
+            validate_principals(star, [])
+        assert "\n" not in str(err.value) and "registry" in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -175,12 +172,6 @@ def test_service_role_refused_by_freeze_statement_too():
 def test_bad_principal_lists(bad):
     with pytest.raises(FreezeError):
         validate_principals(bad, [])
-
-
-def test_wildcard_warning():
-    assert wildcard_warning(["20001"]) is None
-    warning = wildcard_warning(["20001", "*"])
-    assert warning and "\n" not in warning and "registry" in warning
 
 
 # -- apply_freeze
@@ -309,7 +300,7 @@ def test_thaw_when_nothing_else_is_left():
     assert "changed by someone else" in plan.note and "OSS accepts no empty policy" in plan.note
     # there was no policy and someone edited ours (passed statement differs): delete, flagged
     edited = statement(["20001"])
-    plan = thaw_policy({"Version": "1", "Statement": [edited]}, None, SID, statement=statement(["*"]))
+    plan = thaw_policy({"Version": "1", "Statement": [edited]}, None, SID, statement=statement(["20003"]))
     assert plan.action == "delete" and plan.changed_meanwhile
     assert "nothing else was left" in plan.note and "empty policy" not in plan.note
 
@@ -361,7 +352,7 @@ def test_freeze_sids_finds_stale_freezes_of_any_run():
 _text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x24F), max_size=12)
 _json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), _text)
 _condition = st.dictionaries(_text, st.dictionaries(_text, st.lists(_json_leaf, max_size=3), max_size=2), max_size=2)
-_principal = st.one_of(st.just("*"), st.from_regex(r"[0-9]{5,16}", fullmatch=True),
+_principal = st.one_of(st.from_regex(r"[0-9]{5,16}", fullmatch=True),
                        st.from_regex(r"acs:ram::[0-9]{3}:role/[a-z]{1,8}", fullmatch=True))
 
 
