@@ -94,6 +94,7 @@ def one_plan(emu: EmulatorProcess, work: Path, home: Path, qps: float, api_url: 
     config.write_text(
         "target:\n  instance_id: cri-gen\n  bucket: cri-gen-storage\n"
         f"  acr_endpoint: {relay.endpoint}\n  oss_endpoint: {emu.oss_endpoint}\n  credentials: chain\n"
+        "freeze:\n  principals: ['acs:ram::1234567890:user/ci-pusher']\n"
         f"report:\n  out_dir: {work / 'out'}\nledger:\n  url: sqlite:///{work / 'ledger.db'}\n"
         f"api:\n  qps: {qps}\n  concurrency: 16\n  retries: 6\n",
         encoding="utf-8",

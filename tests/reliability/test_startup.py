@@ -53,6 +53,7 @@ def plan_args(emulator, credentials, tmp_path):
                    "oss_endpoint": emulator.oss_endpoint},
         "report": {"out_dir": str(tmp_path / "out")},
         "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
+        "freeze": {"principals": ["acs:ram::1234567890:user/ci-pusher"]},
     }), encoding="utf-8")
     return ["plan", "--config", str(config)]
 
