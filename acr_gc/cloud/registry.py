@@ -32,7 +32,7 @@ import json
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import httpx
@@ -61,16 +61,6 @@ class Manifest:
     size: int  # bytes of the manifest document (its blob in the bucket)
     blobs: tuple[tuple[str, int], ...] = ()  # (digest, size) of config and layers
     children: tuple[str, ...] = ()  # child manifest digests of an index
-
-    def to_json(self) -> str:
-        return json.dumps({"media_type": self.media_type, "size": self.size,
-                           "blobs": [list(b) for b in self.blobs], "children": list(self.children)})
-
-    @classmethod
-    def from_json(cls, digest: str, text: str) -> "Manifest":
-        doc = json.loads(text)
-        return cls(digest, doc["media_type"], int(doc["size"]),
-                   tuple((str(d), int(s)) for d, s in doc["blobs"]), tuple(map(str, doc["children"])))
 
 
 class Unreadable(Exception):
@@ -279,11 +269,3 @@ class RegistryClient:
                 wave = [child for children in pool.map(one, wave) for child in children]
         return fetched, unreadable
 
-
-@dataclass
-class FetchReport:
-    """What one forecast read: for figures and the report."""
-
-    fetched: int = 0
-    cached: int = 0
-    unreadable: dict[str, str] = field(default_factory=dict)
