@@ -184,6 +184,8 @@ def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, 
                 summary.plan = PlanSummary.model_validate_json(inherited.run.plan_json)
                 gate_passed, namespaces_json, charts = True, inherited.run.namespaces_json, inherited.run.charts
             files.write_plan_csv(verdicts, journal.folder)
+            if inherited is None:
+                files.write_unreadable_manifests(verdicts, result.unreadable, journal.folder)
             journal.update_run(namespaces_json=namespaces_json, charts=charts, plan_json=summary.plan.model_dump_json())
             if not gate_passed:
                 blocking = result.gate.blocking

@@ -255,7 +255,9 @@ def storage_figures(
         )
     if upper and expected:
         caveats.append(
-            "The expected amount is an upper bound: for some images the layer sizes were unknown, so "
+            "The expected amount is an upper bound: for some images the layer sizes were unknown (no "
+            "registry endpoint configured, or manifests that could not be read, which "
+            "unreadable_manifests.csv names), so "
             "their whole size was counted."
         )
 

@@ -110,3 +110,23 @@ def test_gc_removes_exactly_the_forecast_plus_what_was_already_unreferenced(hand
     after = emulator.truth()["buckets"][fs.BUCKET]["live_bytes"]
     links = LINK_BYTES * len(fs.EXPIRED)
     assert before - after == freed + unreferenced + links
+
+
+def test_an_unreadable_manifest_is_counted_by_image_size_and_named(handworked, tmp_path):
+    """MW1's manifest object deleted between the tag listing and the fetch: the registry answers 404."""
+    from acr_gc.emulator.registry import blob_key  # the emulator's documented layout
+    from acr_gc.reports.files import write_unreadable_manifests
+
+    emulator, config, acr, oss, registry = handworked
+    planned = planned_tags(acr)
+    oss.delete_object(blob_key(fs.d("MW1")))
+    graph = read_graph(config, planned, Ledger(config.ledger.url), registry)
+    assert set(graph.unreadable) == {fs.d("MW1")}
+    result = forecast(planned, graph.manifests, planned["expired"].to_numpy())
+    assert result.unreadable == (fs.d("MW1"),) and result.is_upper_bound is True
+    image_size = fs.SIZES["CW1"] + fs.SIZES["BASE"] + fs.SIZES["W1"]  # ListRepoTag's ImageSize of w1
+    assert result.bytes == fs.FREED - (1024 + 1_000 + 10_000) + image_size
+    path = write_unreadable_manifests(planned, result.unreadable, tmp_path)
+    assert path.read_text().splitlines()[1].startswith("app,web,w1,")
+    # the unreadable digest is not cached: the next run asks for it again
+    assert fs.d("MW1") not in read_graph(config, planned, Ledger(config.ledger.url), registry).manifests
