@@ -124,3 +124,12 @@ def test_second_run_on_an_unchanged_instance_fetches_no_manifest(loaded, tmp_pat
     assert emulator.registry_stats()["manifest_fetches"] == middle
     assert second.fetched == 0 and second.cached == 10
     assert second.manifests == first.manifests
+
+
+def test_indexes_survive_a_dump_and_restore(loaded):
+    emulator, config = loaded
+    emulator.restore(emulator.dump())
+    base, bearer = token(emulator, config)
+    index = get(f"{base}/v2/app/multi/manifests/m2", bearer)
+    assert index.status_code == 200
+    assert [m["digest"] for m in index.json()["manifests"]] == [fs.d("MJ-amd"), fs.d("MI-arm")]
