@@ -97,7 +97,7 @@ def headline(figures: StorageFigures, state: str = "GC_DONE") -> str:
             f"Storage grew by {gib(-figures.reclaimed_bytes)} ({pct(-(figures.reclaimed_pct or 0.0))}) "
             f"— no saving ({money(0.0, figures.currency)} per month)"
         )
-    forecast = f" (forecast {gib(figures.forecast_bytes)})" if figures.forecast_bytes is not None else ""
+    forecast = f" against a forecast of {gib(figures.forecast_bytes)}" if figures.forecast_bytes is not None else ""
     return (
         f"Reclaimed {gib(figures.reclaimed_bytes)} ({pct(figures.reclaimed_pct)}){forecast} "
         f"— saving {money(figures.saving_per_month, figures.currency)} per month"

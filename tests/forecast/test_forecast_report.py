@@ -35,7 +35,7 @@ def test_parts_add_up_to_the_difference_with_pushes_during_the_window():
     assert sum(parts.values()) == f.reclaimed_bytes - f.forecast_bytes
     # forecast 3 + unreferenced 0.5 − pushes 0.25 = 3.25; measured 3.5: 0.25 GiB left to the rest
     assert parts["tag links, objects outside the registry layout and the statistics delay"] == GIB // 4
-    assert "forecast 3.00 GiB" in headline(f)
+    assert "(35.00%) against a forecast of 3.00 GiB — saving" in headline(f)
     assert savings_row(f, instance_id="i", run_id="r")["forecast_bytes"] == 3 * GIB
 
 
