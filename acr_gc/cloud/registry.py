@@ -149,7 +149,15 @@ class RegistryClient:
         if self._challenge is None:
             response = self._http.get(f"{self.base}/v2/")
             header = response.headers.get("www-authenticate", "")
-            self._challenge = _challenge(header) if response.status_code == 401 and header else ("none", {})
+            if response.status_code == 401 and header:
+                self._challenge = _challenge(header)
+            elif response.status_code == 200:
+                self._challenge = ("none", {})  # an open registry
+            else:  # throttled, unavailable, …: retried by the caller, never mistaken for "no auth"
+                self._raise_for(response, "Ping", self.endpoint)
+                raise to_cloud_error(Classified(str(response.status_code), response.status_code,
+                                                "unexpected answer to /v2/", None, "client"), SERVICE, "Ping",
+                                     self.endpoint)
         return self._challenge
 
     def _authorization(self, scope: str, renew: bool = False) -> str | None:

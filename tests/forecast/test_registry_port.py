@@ -133,3 +133,19 @@ def test_indexes_survive_a_dump_and_restore(loaded):
     index = get(f"{base}/v2/app/multi/manifests/m2", bearer)
     assert index.status_code == 200
     assert [m["digest"] for m in index.json()["manifests"]] == [fs.d("MJ-amd"), fs.d("MI-arm")]
+
+
+def test_adapter_rides_over_the_registry_ports_faults_and_throttling(loaded):
+    """The registry port has the same fault and QPS settings as the others; the adapter retries."""
+    emulator, config = loaded
+    config = config.model_copy(update={"api": config.api.model_copy(update={"retries": 12})})
+    acr, _, registry = adapters(config)
+    planned = planned_tags(acr)
+    emulator.set_faults(fault_rate=0.3, seed=7, qps=40)
+    try:
+        graph = read_graph(config, planned, Ledger(config.ledger.url), registry)
+    finally:
+        counts = emulator.dump()["faults"]["fault_counts"]
+        emulator.set_faults(fault_rate=0, qps=0)
+    assert graph.unreadable == {} and graph.fetched == 10
+    assert any(name.startswith("registry:") for name in counts), counts
