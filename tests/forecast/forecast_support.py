@@ -30,8 +30,19 @@ Manifest documents are stored at 1024 bytes (each is shorter; the emulator pads 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
+import pandas as pd
+
+from acr_gc import rules
+from acr_gc.cloud import calls
+from acr_gc.cloud.acr import AcrClient
+from acr_gc.cloud.credentials import from_keys
+from acr_gc.cloud.oss import OssClient
+from acr_gc.cloud.registry import RegistryClient
+from acr_gc.config import Config
 from acr_gc.emulator.registry import blob_key
+from acr_gc.tasks import inventory as inv
 from emulator_kit import AK, SECRET
 
 INSTANCE = "cri-fc"
@@ -95,3 +106,34 @@ def handworked_dataset() -> dict:
         "buckets": [{"name": BUCKET, "extra_objects": [
             {"key": blob_key(d("ORPHAN")), "size": 7_777}, {"key": "backup/readme.txt", "size": 5_000}]}],
     }
+
+
+# ---- clients and reads on the emulator ------------------------------------------------
+
+FAST = calls.Backoff(base_s=0.05, cap_s=1.0, floor_s=0.01)
+
+
+def make_config(emulator, tmp_path: Path) -> Config:
+    return Config.model_validate({
+        "target": {"instance_id": INSTANCE, "bucket": BUCKET, "acr_endpoint": emulator.acr_endpoint,
+                   "oss_endpoint": emulator.oss_endpoint, "registry_endpoint": emulator.registry_endpoint},
+        "api": {"qps": 1000, "retries": 3, "timeout_s": 10},
+        "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
+    })
+
+
+def adapters(config: Config):
+    creds = from_keys(AK, SECRET)
+    acr = AcrClient(config.target, config.api, credentials=creds, backoff=FAST)
+    oss = OssClient(config.target, config.api, credentials=creds, backoff=FAST)
+    return acr, oss, RegistryClient(config.target, config.api, acr=acr, backoff=FAST)
+
+
+def planned_tags(acr: AcrClient) -> pd.DataFrame:
+    tags = inv.fetch_tags(acr, inv.fetch_repositories(acr), 4)
+    return rules.plan(tags, inv.fetch_rules(acr))
+
+
+def blob_frame(oss: OssClient) -> pd.DataFrame:
+    objects = oss.list_objects(prefix="docker/registry/v2/blobs/")
+    return pd.DataFrame({"key": [o.key for o in objects], "size": [o.size for o in objects]})

@@ -7,53 +7,19 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import forecast_support as fs  # noqa: E402
+from forecast_support import adapters, blob_frame, make_config, planned_tags  # noqa: E402
 
-from acr_gc import rules  # noqa: E402
 from acr_gc.cloud import calls  # noqa: E402
-from acr_gc.cloud.acr import AcrClient  # noqa: E402
-from acr_gc.cloud.credentials import from_keys  # noqa: E402
-from acr_gc.cloud.oss import OssClient  # noqa: E402
-from acr_gc.cloud.registry import RegistryClient  # noqa: E402
-from acr_gc.config import Api, Config  # noqa: E402
 from acr_gc.ledger.store import Ledger  # noqa: E402
 from acr_gc.rules.forecast import forecast, forecast_range, unreferenced_before  # noqa: E402
-from acr_gc.tasks import inventory as inv  # noqa: E402
 from acr_gc.tasks.forecast import read_graph  # noqa: E402
-from emulator_kit import AK, SECRET, call_gc_action, make_acr_client  # noqa: E402
+from emulator_kit import call_gc_action, make_acr_client  # noqa: E402
 
-FAST = calls.Backoff(base_s=0.05, cap_s=1.0, floor_s=0.01)
 LINK_BYTES = len(fs.d("x"))  # a tag's link object holds its digest
-
-
-def make_config(emulator, tmp_path: Path) -> Config:
-    return Config.model_validate({
-        "target": {"instance_id": fs.INSTANCE, "bucket": fs.BUCKET, "acr_endpoint": emulator.acr_endpoint,
-                   "oss_endpoint": emulator.oss_endpoint, "registry_endpoint": emulator.registry_endpoint},
-        "api": {"qps": 1000, "retries": 3, "timeout_s": 10},
-        "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
-    })
-
-
-def adapters(config: Config):
-    creds = from_keys(AK, SECRET)
-    acr = AcrClient(config.target, config.api, credentials=creds, backoff=FAST)
-    oss = OssClient(config.target, config.api, credentials=creds, backoff=FAST)
-    return acr, oss, RegistryClient(config.target, config.api, acr=acr, backoff=FAST)
-
-
-def planned_tags(acr: AcrClient) -> pd.DataFrame:
-    tags = inv.fetch_tags(acr, inv.fetch_repositories(acr), 4)
-    return rules.plan(tags, inv.fetch_rules(acr))
-
-
-def blob_frame(oss: OssClient) -> pd.DataFrame:
-    objects = oss.list_objects(prefix="docker/registry/v2/blobs/")
-    return pd.DataFrame({"key": [o.key for o in objects], "size": [o.size for o in objects]})
 
 
 @pytest.fixture

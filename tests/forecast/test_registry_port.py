@@ -21,7 +21,7 @@ from acr_gc.cloud import calls  # noqa: E402
 from acr_gc.cloud.registry import ACCEPT, RegistryClient  # noqa: E402
 from acr_gc.ledger.store import Ledger  # noqa: E402
 from acr_gc.tasks.forecast import read_graph  # noqa: E402
-from test_forecast_handworked import adapters, make_config, planned_tags  # noqa: E402
+from forecast_support import adapters, make_config, planned_tags  # noqa: E402
 
 BLOB_TYPES = {"application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json"}
 
