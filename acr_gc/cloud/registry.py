@@ -240,10 +240,11 @@ class RegistryClient:
         return parse_manifest(digest, response.headers.get("content-type", ""), response.content)
 
     def fetch_all(
-        self, refs: Iterable[tuple[str, str, str]], known: set[str] | None = None,
+        self, refs: Iterable[tuple[str, str, str]], known: set[str] | None = None, *, follow_children: bool = True,
     ) -> tuple[dict[str, Manifest], dict[str, str]]:
-        """Every manifest ``refs`` (namespace, repo, digest) reach, children of indexes included,
-        except the digests in ``known`` (already cached: manifests are immutable).
+        """Every manifest ``refs`` (namespace, repo, digest) reach, children of indexes included
+        (unless ``follow_children`` is false), except the digests in ``known`` (already cached:
+        manifests are immutable).
 
         Returns (manifests fetched by digest, unreadable digests → why), at ``api.concurrency``.
         """
@@ -266,6 +267,8 @@ class RegistryClient:
                 return []
             with lock:
                 fetched[digest] = manifest
+                if not follow_children:
+                    return []
                 todo = [c for c in manifest.children if c not in known and c not in fetched and c not in unreadable]
                 known.update(todo)
             return [(child, (namespace, repo)) for child in todo]

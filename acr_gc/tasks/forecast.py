@@ -29,7 +29,8 @@ class ManifestGraph:
 
 def read_graph(config: Config, tags: pd.DataFrame, ledger: Ledger | None = None,
                client: RegistryClient | None = None) -> ManifestGraph:
-    """Cache first, then the registry for what the cache lacks (children of indexes too)."""
+    """Cache first, then the registry for what the cache lacks; index children in the next wave,
+    so a child another index already brought into the cache is not fetched again."""
     ledger = ledger or Ledger(config.ledger.url)
     refs = list(dict.fromkeys(zip(tags["namespace"], tags["repo"], tags["digest"])))
     graph = ManifestGraph()
@@ -45,14 +46,14 @@ def read_graph(config: Config, tags: pd.DataFrame, ledger: Ledger | None = None,
             graph.manifests.update(cached)
             graph.cached += len(cached)
             missing = [(*where[d], d) for d in wanted if d not in cached]
-            fetched, unreadable = client.fetch_all(missing, known=set(graph.manifests))
+            fetched, unreadable = client.fetch_all(missing, known=set(graph.manifests), follow_children=False)
             save_manifests(ledger, fetched.values())
             graph.manifests.update(fetched)
             graph.unreadable.update(unreadable)
             graph.fetched += len(fetched)
-            # children of cached indexes that the cache lacks (fetch_all follows fetched ones itself)
+            # the next wave: children of this wave's indexes that are not read yet
             wanted = set()
-            for digest, manifest in cached.items():
+            for digest, manifest in [*cached.items(), *fetched.items()]:
                 for child in manifest.children:
                     if child not in graph.manifests and child not in graph.unreadable:
                         where.setdefault(child, where[digest])

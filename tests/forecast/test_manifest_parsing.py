@@ -45,3 +45,22 @@ def test_oci_image_by_content_type_header():
 def test_unknown_kinds_are_unreadable(body, media_type):
     with pytest.raises(Unreadable):
         parse_manifest("sha256:odd", media_type, body)
+
+
+@pytest.mark.parametrize("endpoint, base", [
+    ("127.0.0.1:9103", "http://127.0.0.1:9103"),
+    ("localhost:9103", "http://localhost:9103"),
+    ("[::1]:9103", "http://[::1]:9103"),
+    ("10.0.0.5:80", "https://10.0.0.5:80"),
+    ("cri-demo-registry.cn-hangzhou.cr.aliyuncs.com", "https://cri-demo-registry.cn-hangzhou.cr.aliyuncs.com"),
+])
+def test_plain_http_only_for_loopback(endpoint, base):
+    from acr_gc.cloud.registry import RegistryClient
+    from acr_gc.config import Target
+
+    target = Target(instance_id="cri-x", bucket="b-x", registry_endpoint=endpoint)
+    client = RegistryClient(target, acr=object())  # the token source is never asked here
+    try:
+        assert client.base == base
+    finally:
+        client.close()

@@ -149,3 +149,18 @@ def test_adapter_rides_over_the_registry_ports_faults_and_throttling(loaded):
         emulator.set_faults(fault_rate=0, qps=0)
     assert graph.unreadable == {} and graph.fetched == 10
     assert any(name.startswith("registry:") for name in counts), counts
+
+
+def test_a_new_index_reuses_a_cached_child(loaded):
+    """m2's index brings MI-arm into the cache; m1's index, read later, fetches only itself and MI-amd."""
+    emulator, config = loaded
+    acr, _, registry = adapters(config)
+    planned = planned_tags(acr)
+    ledger = Ledger(config.ledger.url)
+    before = emulator.registry_stats()["manifest_fetches_by_digest"]
+    read_graph(config, planned[planned["tag"] == "m2"], ledger, registry)
+    second = read_graph(config, planned[planned["repo"] == "multi"], ledger, registry)
+    after = emulator.registry_stats()["manifest_fetches_by_digest"]
+    fetched = {d: after.get(d, 0) - before.get(d, 0) for d in after}
+    assert {d: n for d, n in fetched.items() if n} == {fs.d(n): 1 for n in ("MJ", "MJ-amd", "MI-arm", "MI", "MI-amd")}
+    assert second.fetched == 2 and second.cached == 3
