@@ -61,6 +61,7 @@ def emulator_serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     acr_port: int = typer.Option(9101, "--acr-port", help="0 picks a free port"),
     oss_port: int = typer.Option(9102, "--oss-port", help="0 picks a free port"),
+    registry_port: int = typer.Option(9103, "--registry-port", help="the OCI distribution API; 0 picks a free port"),
     day_seconds: Optional[float] = typer.Option(None, "--day-seconds", help="real seconds per emulated day [86400]"),
     latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help="[0]"),
     qps: Optional[float] = typer.Option(None, "--qps", help="requests per second before throttling; 0: no limit [0]"),
@@ -99,6 +100,7 @@ def emulator_serve(
         host=host,
         acr_port=acr_port,
         oss_port=oss_port,
+        registry_port=registry_port,
         day_seconds=86400.0 if day_seconds is None else day_seconds,
         latency_ms=latency_ms or 0.0,
         qps=qps or 0.0,
@@ -169,6 +171,50 @@ def plan_command(
         print_blocking(outcome.result.gate.blocking)
     typer.echo(str(outcome.folder))
     raise typer.Exit(0 if outcome.result.gate.passed else 3)
+
+
+@app.command("forecast")
+def forecast_command(
+    config_path: Path = typer.Option(..., "--config", help="run configuration (YAML)"),
+    keep: list[int] = typer.Option([], "--keep", min=0, help="a variant in which every rule retains N tags (repeatable)"),
+    older_than: Optional[float] = typer.Option(None, "--older-than", min=0, help="only tags not updated for DAYS days"),
+    rules_path: Optional[Path] = typer.Option(None, "--rules", help="YAML: {variant name: [rule, …]}"),
+    out: Optional[Path] = typer.Option(None, "--out", help="report folder root (default: report.out_dir)"),
+) -> None:
+    """What-if retention rules: tags deleted, bytes freed, saving per month and unregenerable
+    tags per variant (forecast.csv, forecast.png); changes nothing."""
+    config = _with_out(_load(config_path), out)
+    rule_sets = _rule_sets(rules_path) if rules_path is not None else None
+    _preflight_or_exit(config)
+
+    from acr_gc.flows.forecast import forecast_variants
+
+    outcome = forecast_variants(config, keeps=list(keep), older_than_days=older_than, rule_sets=rule_sets)
+    typer.echo(outcome.table.drop(columns=["keep"]).to_string(index=False))
+    typer.echo(str(outcome.folder))
+
+
+def _rule_sets(path: Path) -> dict:
+    """``--rules``: a YAML mapping of variant names to lists of rules; one clear line when it is not."""
+    import yaml
+
+    from acr_gc.rules.whatif import rules_frame
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        fail(f"--rules {path}: cannot read: {str(exc).splitlines()[0]}")
+    if not isinstance(raw, dict) or not raw or not all(isinstance(v, list) for v in raw.values()):
+        fail(f"--rules {path}: expected a mapping of variant names to lists of rules")
+    sets = {}
+    for name, rows in raw.items():
+        if not all(isinstance(r, dict) for r in rows):
+            fail(f"--rules {path}: variant {name!r}: each rule is a mapping")
+        try:
+            sets[str(name)] = rules_frame(rows, str(name))
+        except ValueError as exc:
+            fail(f"--rules {path}: variant {name!r}: {exc}")
+    return sets
 
 
 def _with_out(config, out: Optional[Path]):

@@ -123,6 +123,7 @@ class Target(_Section):
     bucket: BucketName
     acr_endpoint: Endpoint | None = None  # None: the region's public endpoint
     oss_endpoint: Endpoint | None = None
+    registry_endpoint: Endpoint | None = None  # the registry domain (OCI distribution API); None: no forecast
     credentials: CredentialsSource = "chain"  # chain | block:<name>
 
     @property

@@ -22,10 +22,10 @@ DAY_SECONDS = 1.0  # one emulated day lasts one real second
 GC_TAGS_PER_SECOND = 400.0
 
 
-def demo_config(acr_endpoint: str, oss_endpoint: str, out_dir: Path) -> Config:
+def demo_config(acr_endpoint: str, oss_endpoint: str, out_dir: Path, registry_endpoint: str | None = None) -> Config:
     data = package_files("acr_gc.emulator") / "data"
     raw = yaml.safe_load((data / "demo-config.yaml").read_text(encoding="utf-8"))
-    raw["target"].update(acr_endpoint=acr_endpoint, oss_endpoint=oss_endpoint)
+    raw["target"].update(acr_endpoint=acr_endpoint, oss_endpoint=oss_endpoint, registry_endpoint=registry_endpoint)
     raw["policy"]["regeneration_manifest"] = str(data / "demo-regeneration.csv")
     raw["sampling"].update(mode="inline", day_length=DAY_SECONDS)
     raw["report"]["out_dir"] = str(out_dir)
@@ -50,6 +50,6 @@ def run_demo(out_dir: Path, run_id: str):
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update(demo_credentials())
     with EmulatorProcess(BUNDLED_DEMO, day_seconds=DAY_SECONDS, gc_tags_per_second=GC_TAGS_PER_SECOND) as emulator:
-        config = demo_config(emulator.acr_endpoint, emulator.oss_endpoint, out_dir)
+        config = demo_config(emulator.acr_endpoint, emulator.oss_endpoint, out_dir, emulator.registry_endpoint)
         wait_for_prefect_api()  # the temporary server (if any) booted alongside the emulator
         return config, reclaim_storage(config, run_id=run_id, return_state=True)

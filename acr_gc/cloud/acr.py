@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 
 from acr_gc.cloud import calls
 from acr_gc.cloud.credentials import ResolvedCredentials, resolve
-from acr_gc.cloud.errors import CloudError, NotFound, classify_code, to_cloud_error, Classified
+from acr_gc.cloud.errors import CloudError, NotFound, classify_code, to_cloud_error, Classified, register_secret
 from acr_gc.config import Api, Target
 
 SERVICE = "ACR"
@@ -355,6 +355,20 @@ class AcrClient:
         body = self._call("GetInstance", self.instance_id, lambda: self._sdk().get_instance_with_options(
             m.GetInstanceRequest(instance_id=self.instance_id), self._runtime()))
         return _instance(body, default_region=self.target.region)
+
+    def get_authorization_token(self, expires_in_hours: int = 1) -> tuple[str, str, int]:
+        """Temporary registry credentials: (user name, password, expiry in epoch ms).
+
+        The password is registered as a secret, so it never reaches a log or an error."""
+        from alibabacloud_cr20181201 import models as m
+
+        body = self._call("GetAuthorizationToken", self.instance_id,
+                          lambda: self._sdk().get_authorization_token_with_options(
+                              m.GetAuthorizationTokenRequest(instance_id=self.instance_id,
+                                                             expires_in_hours=expires_in_hours), self._runtime()))
+        password = str(body.get("AuthorizationToken") or "")
+        register_secret(password)
+        return str(body.get("TempUsername") or ""), password, _int(body.get("ExpireTime"), default=0) or 0
 
     def iter_instance_pages(self, page_size: int | None = None) -> Iterator[Page[Instance]]:
         from alibabacloud_cr20181201 import models as m

@@ -65,13 +65,40 @@ class SyncRule(_Strict):
     target_repo: str
 
 
+class ChildManifest(_Strict):
+    """One platform's image manifest inside a multi-arch index (its first blob is its config)."""
+
+    digest: Name
+    platform: str = "linux/amd64"
+    layers: list[str] = Field(default_factory=list)
+
+
 class Tag(_Strict):
+    """A tag and the manifest it points at: an image manifest whose blobs are ``layers`` (the
+    first is served as the image config), or a multi-arch index whose ``children`` are the
+    per-platform image manifests (``layers`` then stays empty)."""
+
     tag: Name
     digest: Name
     updated: datetime
     layers: list[str] = Field(default_factory=list)
+    children: list[ChildManifest] = Field(default_factory=list)
 
     _utc = field_validator("updated")(_utc)
+
+    @model_validator(mode="after")
+    def _image_or_index(self) -> "Tag":
+        if self.children and self.layers:
+            raise ValueError(f"tag {self.tag!r}: a multi-arch index has children, not layers")
+        return self
+
+
+class UntaggedManifest(_Strict):
+    """A manifest stored in the repository that no tag points at (pushed by digest, or its
+    tags deleted earlier)."""
+
+    digest: Name
+    layers: list[str] = Field(default_factory=list)
 
 
 class Repository(_Strict):
@@ -81,6 +108,7 @@ class Repository(_Strict):
     build_rules: list[BuildRule] = Field(default_factory=list)
     sync_rules: list[SyncRule] = Field(default_factory=list)
     tags: list[Tag] = Field(default_factory=list)
+    untagged: list[UntaggedManifest] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _tags_once(self) -> "Repository":
@@ -187,10 +215,18 @@ class Dataset(_Strict):
                 raise ValueError(f"instance {inst.instance_id} names unknown bucket {inst.bucket!r}")
             for repo in inst.repositories:
                 for tag in repo.tags:
-                    missing = [layer for layer in tag.layers if layer not in self.layers]
+                    blobs = [*tag.layers, *(layer for child in tag.children for layer in child.layers)]
+                    missing = [layer for layer in blobs if layer not in self.layers]
                     if missing:
                         raise ValueError(
                             f"tag {repo.namespace}/{repo.name}:{tag.tag} names unknown layer {missing[0]!r}"
+                        )
+                for manifest in repo.untagged:
+                    missing = [layer for layer in manifest.layers if layer not in self.layers]
+                    if missing:
+                        raise ValueError(
+                            f"untagged manifest {repo.namespace}/{repo.name}@{manifest.digest} "
+                            f"names unknown layer {missing[0]!r}"
                         )
         return self
 

@@ -43,6 +43,7 @@ class EmulatorProcess:
         host: str = "127.0.0.1",
         acr_port: int = 0,
         oss_port: int = 0,
+        registry_port: int = 0,
         day_seconds: float | None = None,
         latency_ms: float | None = None,
         qps: float | None = None,
@@ -69,7 +70,8 @@ class EmulatorProcess:
             args += ["--restore", str(self.restore_path)]
         else:
             args += ["--dataset", str(self.dataset_path)]
-        args += ["--host", host, "--acr-port", str(acr_port), "--oss-port", str(oss_port)]
+        args += ["--host", host, "--acr-port", str(acr_port), "--oss-port", str(oss_port),
+                 "--registry-port", str(registry_port)]
         for flag, value in (
             ("--day-seconds", day_seconds),
             ("--latency-ms", latency_ms),
@@ -82,7 +84,7 @@ class EmulatorProcess:
                 args += [flag, str(value)]
         self.args = args
         self.proc: subprocess.Popen | None = None
-        self.acr_endpoint = self.oss_endpoint = self.admin_url = ""
+        self.acr_endpoint = self.oss_endpoint = self.registry_endpoint = self.admin_url = ""
         self._http: httpx.Client | None = None
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -98,6 +100,7 @@ class EmulatorProcess:
         ready = json.loads(line)
         self.acr_endpoint = ready["acr_endpoint"]
         self.oss_endpoint = ready["oss_endpoint"]
+        self.registry_endpoint = ready["registry_endpoint"]
         self.admin_url = ready["admin"]
         self._http = httpx.Client(base_url=self.admin_url + "/", timeout=60.0, trust_env=False)
         return self
@@ -151,6 +154,10 @@ class EmulatorProcess:
     def oss_port(self) -> int:
         return int(self.oss_endpoint.rsplit(":", 1)[1])
 
+    @property
+    def registry_port(self) -> int:
+        return int(self.registry_endpoint.rsplit(":", 1)[1])
+
     # ---- admin helpers --------------------------------------------------------------
 
     def _call(self, method: str, path: str, body: Any = None) -> dict:
@@ -186,6 +193,21 @@ class EmulatorProcess:
 
     def restore(self, document: dict) -> dict:
         return self._call("POST", "restore", document)
+
+    def registry_stats(self) -> dict:
+        """What the registry port served: manifest fetches (total and by digest), tokens, refusals."""
+        return self._registry("GET", "registry")
+
+    def expire_registry_tokens(self) -> dict:
+        """Expire every registry credential and bearer token issued so far."""
+        return self._registry("POST", "registry/expire")
+
+    def _registry(self, method: str, path: str) -> dict:
+        response = httpx.request(method, f"http://{self.registry_endpoint}/_emulator/{path}", timeout=60.0,
+                                 trust_env=False)
+        if response.status_code >= 400:
+            raise EmulatorError(f"{method} {path}: HTTP {response.status_code}: {response.text}")
+        return response.json()
 
     def objects(self, bucket: str) -> dict:
         """{"current": [{key, size, version_id}], "noncurrent": [...]} of one bucket."""

@@ -5,7 +5,9 @@ real service uses under ``docker/registry/v2/``), so that bucket storage is the 
 truth for what GC reclaims:
 
 * layer blob      ``docker/registry/v2/blobs/sha256/<hex[:2]>/<hex>/data``  (size from ``layers``)
-* manifest blob   same blob path for the manifest digest, ``MANIFEST_BYTES`` bytes
+* manifest blob   same blob path for the manifest digest: the manifest document the
+                  registry API serves (``manifest_body``), padded with spaces to at least
+                  ``MANIFEST_BYTES`` bytes
 * tag link        ``docker/registry/v2/repositories/<ns>/<repo>/_manifests/tags/<tag>/current/link``
                   holding the digest string (size ``len(digest)``)
 * chart version   ``helm/<ns>/<name>/<name>-<version>.tgz`` (never touched by GC)
@@ -19,6 +21,7 @@ paging through a repository costs O(page), not O(all tags).
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime
 from typing import Iterable
 
@@ -26,7 +29,20 @@ from acr_gc.emulator import dataset as ds
 from acr_gc.emulator.storage import Bucket, Storage
 
 MANIFEST_BYTES = 1024
-"""Stored size of every manifest blob (one per distinct manifest digest)."""
+"""Stored size of a manifest blob (one per distinct manifest digest) whose document is shorter;
+a longer document (many layers, a big index) is stored at its own length."""
+
+BLOBS_PREFIX = "docker/registry/v2/blobs/"
+
+# Media types the registry API serves (the OCI image spec and Docker's image manifest v2 schema 2)
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+EMPTY_DIGEST = "sha256:" + hashlib.sha256(b"").hexdigest()
 
 
 def blob_key(digest: str) -> str:
@@ -263,8 +279,13 @@ class Registry:
         self.storage = storage
         self.layer_sizes = dict(layer_sizes)
         self.instances: dict[str, InstanceRecord] = {}
-        # per bucket: manifest digest -> its layers (first definition wins)
+        # per bucket: manifest digest -> its blobs, config first (first definition wins);
+        # an index has no blobs of its own
         self.manifests: dict[str, dict[str, tuple[str, ...]]] = {}
+        # per bucket: index digest -> its children as (manifest digest, platform)
+        self.indexes: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {}
+        # per bucket: digests of the image manifests inside an index (served as OCI manifests)
+        self.oci_manifests: dict[str, set[str]] = {}
 
     @classmethod
     def from_dataset(cls, dataset: ds.Dataset, storage: Storage, now: datetime) -> "Registry":
@@ -279,15 +300,25 @@ class Registry:
                 inst.add_repo(repo)
                 for tspec in rspec.tags:
                     layers = tuple(tspec.layers)
-                    known = manifests.get(tspec.digest)
-                    if known is None:
-                        manifests[tspec.digest] = layers
-                        reg._store_manifest(bucket, tspec.digest, layers, now)
-                    size = sum(reg.layer_sizes[layer] for layer in layers)
+                    if tspec.children:
+                        reg._add_index(bucket, tspec, now)
+                        blobs = dict.fromkeys(
+                            b for child, _ in reg.indexes[spec.bucket][tspec.digest] for b in manifests.get(child, ())
+                        )
+                        size = sum(reg.layer_sizes.get(b, 0) for b in blobs)
+                    else:
+                        if tspec.digest not in manifests:
+                            manifests[tspec.digest] = layers
+                            reg._store_manifest(bucket, tspec.digest, now)
+                        size = sum(reg.layer_sizes[layer] for layer in layers)
                     repo.add(TagRecord(tspec.tag, tspec.digest, epoch_ms(tspec.updated), layers, size))
                     bucket.put_object(
                         link_key(repo.namespace, repo.name, tspec.tag), now, data=tspec.digest.encode()
                     )
+                for untagged in rspec.untagged:
+                    if untagged.digest not in manifests:
+                        manifests[untagged.digest] = tuple(untagged.layers)
+                        reg._store_manifest(bucket, untagged.digest, now)
             for chart in inst.charts:
                 for version in chart.versions:
                     bucket.put_object(chart_key(chart.namespace, chart.name, version.version), now, size=version.size)
@@ -298,6 +329,9 @@ class Registry:
         return {
             "layer_sizes": dict(self.layer_sizes),
             "manifests": {b: {d: list(layers) for d, layers in m.items()} for b, m in self.manifests.items()},
+            "indexes": {b: {d: [list(c) for c in children] for d, children in m.items()}
+                        for b, m in self.indexes.items()},
+            "oci_manifests": {b: sorted(m) for b, m in self.oci_manifests.items()},
             "instances": [inst.to_dump() for inst in self.instances.values()],
         }
 
@@ -307,17 +341,80 @@ class Registry:
         reg.manifests = {
             str(b): {str(d): tuple(map(str, layers)) for d, layers in m.items()} for b, m in doc["manifests"].items()
         }
+        reg.indexes = {
+            str(b): {str(d): tuple((str(c), str(p)) for c, p in children) for d, children in m.items()}
+            for b, m in doc.get("indexes", {}).items()
+        }
+        reg.oci_manifests = {str(b): set(map(str, m)) for b, m in doc.get("oci_manifests", {}).items()}
         for inst in map(InstanceRecord.from_dump, doc["instances"]):
             storage.bucket(inst.bucket_name)  # the bucket must exist
             reg.instances[inst.instance_id] = inst
         return reg
 
-    def _store_manifest(self, bucket: Bucket, digest: str, layers: Iterable[str], now: datetime) -> None:
-        bucket.put_object(blob_key(digest), now, size=MANIFEST_BYTES)
-        for layer in layers:
+    def _store_manifest(self, bucket: Bucket, digest: str, now: datetime) -> None:
+        """Store a manifest's document and the blobs it references (its digest already in ``manifests``)."""
+        body, _ = self.manifest_body(bucket.name, digest)
+        bucket.put_object(blob_key(digest), now, size=len(body))
+        for layer in self.manifests[bucket.name][digest]:
             key = blob_key(layer)
             if bucket.current(key) is None:
                 bucket.put_object(key, now, size=self.layer_sizes[layer])
+
+    def _add_index(self, bucket: Bucket, tspec: ds.Tag, now: datetime) -> None:
+        """A multi-arch index and its per-platform manifests (first definition of each digest wins)."""
+        manifests = self.manifests.setdefault(bucket.name, {})
+        indexes = self.indexes.setdefault(bucket.name, {})
+        if tspec.digest in manifests:
+            return
+        for child in tspec.children:
+            if child.digest not in manifests:
+                manifests[child.digest] = tuple(child.layers)
+                self.oci_manifests.setdefault(bucket.name, set()).add(child.digest)
+                self._store_manifest(bucket, child.digest, now)
+        indexes[tspec.digest] = tuple((child.digest, child.platform) for child in tspec.children)
+        manifests[tspec.digest] = ()
+        self._store_manifest(bucket, tspec.digest, now)
+
+    def manifest_body(self, bucket_name: str, digest: str) -> tuple[bytes, str]:
+        """The document the registry API serves for a manifest, and its media type.
+
+        Deterministic from the dataset, so the stored object's size always equals the served
+        length: descriptor sizes are the blob objects' sizes (the first blob is the config;
+        none: the empty blob). Digests are the dataset's names for its manifests, not hashes
+        of these bytes (a dataset cannot know them in advance).
+        """
+        children = self.indexes.get(bucket_name, {}).get(digest)
+        if children is not None:
+            media_type = OCI_INDEX
+            entries = []
+            for child, platform in children:
+                os_name, _, arch = platform.partition("/")
+                entries.append({"mediaType": OCI_MANIFEST, "digest": child,
+                                "size": len(self.manifest_body(bucket_name, child)[0]),
+                                "platform": {"architecture": arch or "amd64", "os": os_name}})
+            doc = {"schemaVersion": 2, "mediaType": media_type, "manifests": entries}
+        else:
+            blobs = self.manifests[bucket_name][digest]
+            oci = digest in self.oci_manifests.get(bucket_name, ())
+            media_type, config_type, layer_type = (
+                (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER) if oci else (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER)
+            )
+            config = (
+                {"mediaType": config_type, "digest": blobs[0], "size": self.layer_sizes[blobs[0]]}
+                if blobs else {"mediaType": config_type, "digest": EMPTY_DIGEST, "size": 0}
+            )
+            doc = {"schemaVersion": 2, "mediaType": media_type, "config": config,
+                   "layers": [{"mediaType": layer_type, "digest": b, "size": self.layer_sizes[b]} for b in blobs[1:]]}
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        return body.ljust(MANIFEST_BYTES, b" "), media_type
+
+    def live_manifests(self, bucket_name: str, roots: Iterable[str]) -> set[str]:
+        """``roots`` and the child manifests of the indexes among them."""
+        indexes = self.indexes.get(bucket_name, {})
+        live = set(roots)
+        for digest in list(live):
+            live.update(child for child, _ in indexes.get(digest, ()))
+        return live
 
     # ---- lookups --------------------------------------------------------------------
 
@@ -359,13 +456,14 @@ class Registry:
         """
         bucket = self.storage.bucket(bucket_name)
         manifests = self.manifests.get(bucket_name, {})
-        live_manifests: set[str] = set()
+        tagged: set[str] = set()
         for inst in self.instances.values():
             if inst.bucket_name != bucket_name:
                 continue
             for repo in inst.repos:
                 for record in repo.tags.values():
-                    live_manifests.add(record.digest)
+                    tagged.add(record.digest)
+        live_manifests = self.live_manifests(bucket_name, tagged)
         live_blobs: set[str] = set()
         for digest in live_manifests:
             live_blobs.update(manifests.get(digest, ()))
@@ -386,4 +484,13 @@ class Registry:
                 bucket.delete_object(key, now)
                 deleted.append(key)
                 freed += current.size
+        # blobs in the registry's layout that no manifest knows (an upload never committed, a
+        # manifest removed by hand): a mark-and-sweep frees them too
+        for key in bucket.current_keys(BLOBS_PREFIX):
+            if key in live_keys or not key.endswith("/data"):
+                continue
+            current = bucket.current(key)
+            bucket.delete_object(key, now)
+            deleted.append(key)
+            freed += current.size
         return deleted, freed

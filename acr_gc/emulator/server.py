@@ -1,10 +1,10 @@
-"""One emulator process: one asyncio loop, two uvicorn servers (ACR port, OSS port).
+"""One emulator process: one asyncio loop, three uvicorn servers (ACR, OSS, registry ports).
 
-Both ports share one ``EmulatorState`` and one ``FaultSettings``; everything runs in the
+All ports share one ``EmulatorState`` and one ``FaultSettings``; everything runs in the
 loop thread, so the state needs no locks. Once both sockets listen, exactly one JSON
 line goes to stdout::
 
-    {"acr_endpoint": "H:P", "oss_endpoint": "H:Q", "admin": "http://H:P/_emulator"}
+    {"acr_endpoint": "H:P", "oss_endpoint": "H:Q", "registry_endpoint": "H:R", "admin": "http://H:P/_emulator"}
 
 Port 0 picks a free port (the line tells which).
 """
@@ -23,7 +23,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from acr_gc.emulator import acr_wire, admin, oss_wire
+from acr_gc.emulator import acr_wire, admin, oci_wire, oss_wire
 from acr_gc.emulator import dataset as ds
 from acr_gc.emulator.faults import FaultMiddleware, FaultSettings, ServiceErrors
 from acr_gc.emulator.gc import GcService
@@ -35,6 +35,7 @@ class ServerOptions:
     host: str = "127.0.0.1"
     acr_port: int = 9101
     oss_port: int = 9102
+    registry_port: int = 9103
     day_seconds: float = 86400.0
     latency_ms: float = 0.0
     qps: float = 0.0
@@ -55,6 +56,7 @@ class Emulator:
     gc: GcService
     acr_app: object
     oss_app: object
+    registry_app: object = None
 
 
 def build(dataset: ds.Dataset, options: ServerOptions) -> Emulator:
@@ -78,7 +80,11 @@ def build(dataset: ds.Dataset, options: ServerOptions) -> Emulator:
         oss_wire.create_app(state), faults, ServiceErrors(oss_wire.error_response, OSS_THROTTLE), "oss",
         oss_wire.operation_of,
     )
-    return Emulator(state, faults, gc, acr_app, oss_app)
+    registry_app = FaultMiddleware(
+        oci_wire.create_app(state), faults, ServiceErrors(oci_wire.error_response, oci_wire.REGISTRY_THROTTLE),
+        "registry", oci_wire.operation_of,
+    )
+    return Emulator(state, faults, gc, acr_app, oss_app, registry_app)
 
 
 class _Server(uvicorn.Server):
@@ -114,8 +120,9 @@ async def serve_async(dataset: ds.Dataset, options: ServerOptions, restore: dict
         emulator.state.restore(restore)
     acr_sock = _bind(options.host, options.acr_port)
     oss_sock = _bind(options.host, options.oss_port)
+    registry_sock = _bind(options.host, options.registry_port)
     servers = []
-    for app in (emulator.acr_app, emulator.oss_app):
+    for app in (emulator.acr_app, emulator.oss_app, emulator.registry_app):
         config = uvicorn.Config(
             app,
             log_level=options.log_level,
@@ -140,6 +147,7 @@ async def serve_async(dataset: ds.Dataset, options: ServerOptions, restore: dict
     tasks = [
         asyncio.create_task(servers[0].serve(sockets=[acr_sock])),
         asyncio.create_task(servers[1].serve(sockets=[oss_sock])),
+        asyncio.create_task(servers[2].serve(sockets=[registry_sock])),
     ]
     while not all(s.started for s in servers):
         if any(t.done() for t in tasks):
@@ -148,7 +156,8 @@ async def serve_async(dataset: ds.Dataset, options: ServerOptions, restore: dict
         await asyncio.sleep(0.01)
     else:
         acr = _endpoint(options.host, acr_sock)
-        line = {"acr_endpoint": acr, "oss_endpoint": _endpoint(options.host, oss_sock), "admin": f"http://{acr}/_emulator"}
+        line = {"acr_endpoint": acr, "oss_endpoint": _endpoint(options.host, oss_sock),
+                "registry_endpoint": _endpoint(options.host, registry_sock), "admin": f"http://{acr}/_emulator"}
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
     try:

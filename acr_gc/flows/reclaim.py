@@ -217,6 +217,8 @@ def _plan(run: _Run) -> None:
         summary.plan = PlanSummary.model_validate_json(inherited.run.plan_json)
         namespaces_json, charts = inherited.run.namespaces_json, inherited.run.charts
     files.write_plan_csv(run.verdicts, run.journal.folder)
+    if inherited is None:
+        files.write_unreadable_manifests(run.verdicts, result.unreadable, run.journal.folder)
     run.journal.update_run(namespaces_json=namespaces_json, charts=charts, plan_json=summary.plan.model_dump_json())
     run.expired = run.verdicts[run.verdicts["expired"]]
 

@@ -132,3 +132,17 @@ class InstanceLock(Base):
     pid: Mapped[int] = mapped_column(Integer)
     acquired_at: Mapped[datetime] = mapped_column(UtcDateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ManifestCache(Base):
+    """Manifests read through the registry API, by digest. A digest names immutable content,
+    so a row never changes and serves every later run (and every instance): a monthly
+    forecast fetches only the manifests it has never seen."""
+
+    __tablename__ = "manifest_cache"
+
+    digest: Mapped[str] = mapped_column(String(200), primary_key=True)
+    media_type: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger)
+    # JSON: {"blobs": [[digest, size], …] (config first), "children": [digest, …]}
+    refs_json: Mapped[str] = mapped_column(Text)

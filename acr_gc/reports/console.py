@@ -50,6 +50,12 @@ def print_plan_table(result: PlanResult) -> None:
             "expected bytes are an upper bound (layers unknown: image sizes counted once per digest, "
             "the total capped at the bucket's size; namespace rows are not capped)"
         )
+    if result.bytes_unreferenced_before:
+        typer.echo(f"already unreferenced before the run: {human_bytes(result.bytes_unreferenced_before)} "
+                   "(blobs no tag reaches; GC frees them too)")
+    if result.unreadable:
+        typer.echo(f"{len(result.unreadable)} manifest(s) could not be read: counted by image size "
+                   "(unreadable_manifests.csv lists them)")
     if result.charts:
         typer.echo(f"{result.charts} chart repositories: never reclaimed by GC")
 

@@ -65,6 +65,16 @@ def plan_csv_frame(verdicts: pd.DataFrame) -> pd.DataFrame:
     return frame[PLAN_CSV_COLUMNS].sort_values(["namespace", "repo", "tag"], kind="stable")
 
 
+def write_unreadable_manifests(verdicts: pd.DataFrame, digests, folder: Path) -> Path | None:
+    """``unreadable_manifests.csv``: the expiring images whose manifests the forecast could not
+    read (counted by image size, which makes the expected bytes an upper bound)."""
+    if not len(digests):
+        return None
+    rows = verdicts[verdicts["digest"].isin(set(digests))]
+    frame = rows.rename(columns={"image_size": "size"})[["namespace", "repo", "tag", "digest", "size"]]
+    return write_csv(frame.sort_values(["namespace", "repo", "tag"], kind="stable"), folder / "unreadable_manifests.csv")
+
+
 def write_plan_csv(verdicts: pd.DataFrame, folder: Path) -> Path:
     return write_csv(plan_csv_frame(verdicts), folder / "plan.csv")
 

@@ -97,8 +97,9 @@ def headline(figures: StorageFigures, state: str = "GC_DONE") -> str:
             f"Storage grew by {gib(-figures.reclaimed_bytes)} ({pct(-(figures.reclaimed_pct or 0.0))}) "
             f"— no saving ({money(0.0, figures.currency)} per month)"
         )
+    forecast = f" against a forecast of {gib(figures.forecast_bytes)}" if figures.forecast_bytes is not None else ""
     return (
-        f"Reclaimed {gib(figures.reclaimed_bytes)} ({pct(figures.reclaimed_pct)}) "
+        f"Reclaimed {gib(figures.reclaimed_bytes)} ({pct(figures.reclaimed_pct)}){forecast} "
         f"— saving {money(figures.saving_per_month, figures.currency)} per month"
     )
 
@@ -243,6 +244,7 @@ def append_savings_row(out_dir: str | Path, row: dict) -> bool:
         existing = _read_exactly(path) if path.exists() else ""
         if existing.strip():
             present = pd.read_csv(io.StringIO(existing), dtype=str, keep_default_na=False)
+            line = line.reindex(columns=list(present.columns))  # a file begun before a column was added keeps its own
             run_ids = set(present["run_id"]) if "run_id" in present.columns else set()
             if str(row.get("run_id")) in run_ids:
                 return False

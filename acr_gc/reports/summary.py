@@ -25,6 +25,7 @@ class PlanSummary(_Block):
     tags_unregenerable: int
     bytes_expected: int
     bytes_expected_is_upper_bound: bool
+    bytes_unreferenced_before: int | None = None  # blob objects no tag reaches (exact forecast only)
 
 
 class GcSummary(_Block):

@@ -61,6 +61,7 @@ SAVINGS_COLUMNS = [
     "currency",
     "saving_per_month",
     "run_id",
+    "forecast_bytes",  # the plan's exact forecast (empty when it was only an upper bound)
 ]
 
 
@@ -99,6 +100,10 @@ class StorageFigures:
     charts: int = 0
     not_reclaimable: tuple[str, ...] = ()
     caveats: tuple[str, ...] = field(default=())
+    # the exact forecast (plan.bytes_expected, not an upper bound) and measured − forecast in
+    # parts that add up to it: (what, bytes), see ``forecast_parts``
+    forecast_bytes: int | None = None
+    forecast_parts: tuple[tuple[str, int], ...] = ()
 
     @property
     def provisional(self) -> bool:
@@ -250,9 +255,17 @@ def storage_figures(
         )
     if upper and expected:
         caveats.append(
-            "The expected amount is an upper bound: for some images the layer sizes were unknown, so "
+            "The expected amount is an upper bound: for some images the layer sizes were unknown (no "
+            "registry endpoint configured, or manifests that could not be read, which "
+            "unreadable_manifests.csv names), so "
             "their whole size was counted."
         )
+
+    forecast_bytes = int(expected) if expected is not None and not upper else None
+    parts = (
+        forecast_parts(reclaimed - forecast_bytes, plan.get("bytes_unreferenced_before"), growth_bytes)
+        if forecast_bytes is not None and reclaimed is not None else ()
+    )
 
     return StorageFigures(
         before_bytes=before_bytes,
@@ -279,6 +292,22 @@ def storage_figures(
         charts=int(charts or 0),
         not_reclaimable=tuple(not_reclaimable),
         caveats=tuple(caveats),
+        forecast_bytes=forecast_bytes,
+        forecast_parts=parts,
+    )
+
+
+def forecast_parts(difference: int, unreferenced_before: int | None, growth_bytes: int) -> tuple[tuple[str, int], ...]:
+    """measured − forecast, explained: the blobs already unreferenced before the run (GC frees
+    them too; the tag-based forecast does not count them), minus what pushes during the window
+    added, and the rest: tag links and objects outside the registry's blob layout (written or
+    removed meanwhile), and storage statistics that lag the bucket. The parts sum to ``difference``."""
+    unreferenced = int(unreferenced_before or 0)
+    rest = difference - unreferenced + int(growth_bytes)
+    return (
+        ("data already unreferenced before the run", unreferenced),
+        ("pushes during the window", -int(growth_bytes)),
+        ("tag links, objects outside the registry layout and the statistics delay", rest),
     )
 
 
@@ -333,5 +362,6 @@ def savings_row(figures: StorageFigures, *, instance_id: str, run_id: str) -> di
         "currency": figures.currency,
         "saving_per_month": figures.saving_per_month,
         "run_id": run_id,
+        "forecast_bytes": figures.forecast_bytes,
     }
     return {column: row[column] for column in SAVINGS_COLUMNS}

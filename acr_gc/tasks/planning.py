@@ -98,6 +98,10 @@ class PlanResult:
     gate: rules.GateResult
     charts: int
     bucket_bytes: int | None = None  # the bucket's storage when planned (GetBucketStat)
+    # the exact forecast (target.registry_endpoint set): blob objects no tag reaches before
+    # the run, and the expiring digests whose manifests could not be read (counted by image size)
+    bytes_unreferenced_before: int | None = None
+    unreadable: tuple[str, ...] = ()
 
     @property
     def bytes_expected(self) -> int:
@@ -117,6 +121,7 @@ class PlanResult:
             "tags_unregenerable": int((self.verdicts["regenerable_by"] == "none").sum()),
             "bytes_expected": self.bytes_expected,
             "bytes_expected_is_upper_bound": bool(self.expected.is_upper_bound),
+            "bytes_unreferenced_before": self.bytes_unreferenced_before,
         }
 
     def per_namespace(self) -> pd.DataFrame:
@@ -194,4 +199,21 @@ def plan_instance_steps(config: Config) -> PlanResult:
     planned = plan_retention(config, inventory)
     result = verify_regenerable(config, inventory, planned)
     result.bucket_bytes = size_future.result()
+    if config.target.registry_endpoint:
+        apply_forecast(config, inventory, planned, result)
     return result
+
+
+def apply_forecast(config: Config, inventory: inv.Inventory, planned: pd.DataFrame, result: PlanResult) -> None:
+    """Replace the image-size estimate by the exact forecast (DESIGN section 3): manifests read
+    through the registry API (cached by digest), blob objects listed in the bucket."""
+    from acr_gc.rules.forecast import forecast, unreferenced_before
+    from acr_gc.tasks.forecast import blob_objects, read_manifests
+
+    objects_future = blob_objects.submit(config)
+    graph = read_manifests(config, inventory.tags)
+    outcome = forecast(planned, graph.manifests, planned["expired"].to_numpy(dtype=bool))
+    result.expected = outcome.expected
+    result.unreadable = outcome.unreadable
+    result.bytes_unreferenced_before, _ = unreferenced_before(objects_future.result(), planned, graph.manifests)
+    _table("plan", config, result.per_namespace(), f"Retention plan of {config.target.instance_id} (exact forecast)")

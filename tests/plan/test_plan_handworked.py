@@ -238,6 +238,7 @@ EXPECTED_PLAN = {
     #   bucket                                                         = 59_933
     "bytes_expected": 59_933,
     "bytes_expected_is_upper_bound": True,  # layers unknown to the planner
+    "bytes_unreferenced_before": None,  # no registry endpoint configured: no exact forecast
 }
 
 # cri-hw-dr: the enabled INSTANCE rule (count 1) applies to both repositories.
@@ -259,6 +260,7 @@ EXPECTED_DR_PLAN = {
     #   + manifests 4 x 1_024 = 4_096 + tag links 4 x 71 = 284            = 37_180
     "bytes_expected": 37_180,
     "bytes_expected_is_upper_bound": True,
+    "bytes_unreferenced_before": None,
 }
 
 WRITE_ACTIONS = {"DeleteRepoTag", "CreateGarbageCollectionTask", "CancelGarbageCollectionTask",

@@ -153,7 +153,7 @@ def _serve(path: Path) -> tuple[subprocess.CompletedProcess, int]:
     """``acr-gc emulator serve`` on ``path``: the finished process and its peak memory (RSS)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "acr_gc.cli", "emulator", "serve", "--dataset", str(path),
-         "--acr-port", "0", "--oss-port", "0"],
+         "--acr-port", "0", "--oss-port", "0", "--registry-port", "0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     peak = 0

@@ -26,7 +26,7 @@ GIB = 1073741824
 T0 = datetime(2024, 6, 10, tzinfo=timezone.utc)
 END = T0 + timedelta(days=5)
 PLAN = {"tags_total": 100, "tags_expired": 40, "tags_unregenerable": 0, "bytes_expected": 4 * GIB,
-        "bytes_expected_is_upper_bound": True}
+        "bytes_expected_is_upper_bound": True, "bytes_unreferenced_before": None}
 GC = {"driver": "emulator", "task_id": "gc-1", "state": "SUCCESS", "tags_deleted": 40}
 CHECKS = {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
 HOSTILE_NS = "<script>alert('ns')</script>"
@@ -136,6 +136,7 @@ def test_savings_row_exactly_once_however_often_finalize_runs(ledger, tmp_path):
     assert rows == [{
         "month": "2024-06", "instance": "cri-demo", "bytes_before": "10737418240", "bytes_after": "6979321856",
         "bytes_reclaimed": "3758096384", "currency": "CNY", "saving_per_month": "0.42", "run_id": run_id,
+        "forecast_bytes": "",  # the plan's figure is an upper bound: no forecast
     }]
     # a second run of the next month adds its own row under the same header
     second = add_run(ledger, out, "20240710T000000Z-bbbbbb", started=T0 + timedelta(days=30))

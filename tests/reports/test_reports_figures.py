@@ -187,6 +187,7 @@ def test_savings_row_columns_and_month():
     row = savings_row(figures(now=END), instance_id="cri-demo", run_id="r-1")
     assert list(row) == SAVINGS_COLUMNS == [
         "month", "instance", "bytes_before", "bytes_after", "bytes_reclaimed", "currency", "saving_per_month", "run_id",
+        "forecast_bytes",
     ]
     assert row == {
         "month": "2024-06",
@@ -197,6 +198,7 @@ def test_savings_row_columns_and_month():
         "currency": "CNY",
         "saving_per_month": 0.42,
         "run_id": "r-1",
+        "forecast_bytes": None,
     }
     with pytest.raises(ValueError):
         savings_row(figures([(T0, 1.0, "before")], now=END), instance_id="x", run_id="y")
