@@ -19,12 +19,14 @@ app.add_typer(emulator_app, name="emulator")
 
 
 @app.callback()
-def _every_command() -> None:
+def _every_command(ctx: typer.Context) -> None:
     """Prefect's environment defaults (telemetry off, acr-gc's loggers forwarded to the
-    flow run's logs), set before anything imports Prefect; the user's own values win."""
-    from acr_gc.prefect_api import quiet_defaults
+    flow run's logs), set before anything imports Prefect (the user's own values win); and
+    a temporary Prefect server, if the command started one, stopped when it ends."""
+    from acr_gc.prefect_api import quiet_defaults, stop_temporary_server
 
     quiet_defaults()
+    ctx.call_on_close(stop_temporary_server)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -183,12 +185,14 @@ def forecast_command(
 ) -> None:
     """What-if retention rules: tags deleted, bytes freed, saving per month and unregenerable
     tags per variant (forecast.csv, forecast.png); changes nothing."""
+    _start_prefect_api()
     config = _with_out(_load(config_path), out)
     rule_sets = _rule_sets(rules_path) if rules_path is not None else None
     _preflight_or_exit(config)
 
     from acr_gc.flows.forecast import forecast_variants
 
+    _prefect_api_ready()
     outcome = forecast_variants(config, keeps=list(keep), older_than_days=older_than, rule_sets=rule_sets)
     typer.echo(outcome.table.drop(columns=["keep"]).to_string(index=False))
     typer.echo(str(outcome.folder))

@@ -163,19 +163,26 @@ def use_prefect_api() -> None:
     if _healthy(local, timeout=0.3):
         os.environ["PREFECT_API_URL"] = local
         return
+    if "prefect.settings" in sys.modules and _configured_api_url():  # Prefect already set up (in-process use)
+        return
     home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
     server = TemporaryServer(home)
     server.spawn()  # before importing Prefect: the import and the server's start-up overlap
     atexit.register(server.stop)  # registered before Prefect's own: runs after them
-    from prefect.context import refresh_global_settings_context
-    from prefect.settings import PREFECT_API_URL
-
-    if PREFECT_API_URL.value():  # the user's profile names an API: it wins
+    if _configured_api_url():  # the user's profile names an API: it wins
         server.stop()
         return
+    from prefect.context import refresh_global_settings_context
+
     os.environ["PREFECT_API_URL"] = server.api_url
     refresh_global_settings_context()
     _server = server
+
+
+def _configured_api_url() -> str | None:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
 
 
 def wait_for_prefect_api() -> None:
@@ -191,8 +198,15 @@ def wait_for_prefect_api() -> None:
 
 
 def stop_temporary_server() -> None:
-    """Stop the temporary server now (also done at exit)."""
+    """Stop the temporary server when the command ends (at exit at the latest) and take its
+    address back out of the environment."""
     global _server
-    if _server is not None:
-        _server.stop()
-        _server = None
+    if _server is None:
+        return
+    server, _server = _server, None
+    server.stop()
+    if os.environ.get("PREFECT_API_URL") == server.api_url:
+        from prefect.context import refresh_global_settings_context
+
+        del os.environ["PREFECT_API_URL"]
+        refresh_global_settings_context()

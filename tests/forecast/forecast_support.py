@@ -119,6 +119,7 @@ def make_config(emulator, tmp_path: Path) -> Config:
                    "oss_endpoint": emulator.oss_endpoint, "registry_endpoint": emulator.registry_endpoint},
         "api": {"qps": 1000, "retries": 3, "timeout_s": 10},
         "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
+        "freeze": {"principals": ["acs:ram::1001:user/pusher"]},
     })
 
 

@@ -22,7 +22,8 @@ from acr_gc.cli import app
 def test_bad_rules_file_exits_2_with_one_line(tmp_path, content, message):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"target": {"instance_id": "cri-x", "bucket": "b-x"},
-                                      "ledger": {"url": f"sqlite:///{tmp_path / 'l.db'}"}}))
+                                      "ledger": {"url": f"sqlite:///{tmp_path / 'l.db'}"},
+                                          "freeze": {"principals": ["acs:ram::1:user/pusher"]}}))
     rules = tmp_path / "rules.yaml"
     rules.write_text(content)
     result = CliRunner().invoke(app, ["forecast", "--config", str(config), "--rules", str(rules)])
