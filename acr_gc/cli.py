@@ -144,12 +144,14 @@ def plan_command(
     _preflight_or_exit(config)
 
     from acr_gc.flows.plan import plan_instance
-    from acr_gc.reports.console import print_blocking, print_plan_table
+    from acr_gc.reports.console import print_blocking, print_plan_table, printable
 
     outcome = plan_instance(config)
     print_plan_table(outcome.result)
-    if not outcome.result.gate.passed:
+    if len(outcome.result.gate.blocking):
         print_blocking(outcome.result.gate.blocking)
+    if outcome.result.gate.blast_radius:
+        typer.echo(printable(f"gate BLOCKED: {outcome.result.gate.blast_radius}"), err=True)
     typer.echo(str(outcome.folder))
     raise typer.Exit(0 if outcome.result.gate.passed else 3)
 

@@ -36,7 +36,7 @@ from acr_gc.reports.summary import (
     StorageSummary,
     Summary,
 )
-from acr_gc.rules.verification import verify_deletions
+from acr_gc.rules.verification import readings_consistent, verify_deletions
 from acr_gc.rules.window import window_end
 from acr_gc.tasks import inventory as inv
 from acr_gc.tasks.checks import CheckFailed, check_bucket, check_whitelist
@@ -185,6 +185,8 @@ def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, 
                 gate_passed, namespaces_json, charts = True, inherited.run.namespaces_json, inherited.run.charts
             files.write_plan_csv(verdicts, journal.folder)
             journal.update_run(namespaces_json=namespaces_json, charts=charts, plan_json=summary.plan.model_dump_json())
+            if not gate_passed and inherited is None and result.gate.blast_radius:
+                raise CheckFailed(f"gate blocked: {result.gate.blast_radius}")
             if not gate_passed:
                 blocking = result.gate.blocking
                 listed = ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in blocking.head(10).itertuples())
@@ -239,6 +241,8 @@ def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, 
         verification = verify_deletions(verdicts, expired, after_tags)
         summary.checks.unexpected_deletions = len(verification.unexpected)
         summary.checks.missed_deletions = len(verification.missed)
+        if outcome.status.state == "SUCCESS" and "deleted_max" in verdicts:  # which readings the cloud followed
+            summary.checks.readings_consistent = readings_consistent(verdicts, verification.deleted)
         end = window_end(finished_at, window)
         summary.storage.window_end = end.strftime("%Y-%m-%dT%H:%M:%SZ") if end else None
         journal.update_run(window_end=end)
