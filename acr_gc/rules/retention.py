@@ -667,4 +667,5 @@ def rule_table(rules: pd.DataFrame, gc_at: datetime | None = None) -> pd.DataFra
         })
     columns = ["rule_id", "scope", "retention_tag_count", "tag_regexp", "effect", "policies", "auto",
                "next_time", "runs_by_itself", "untagged_manifests"]
-    return pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=columns)
+    return table.astype({"next_time": object, "tag_regexp": object}).where(table.notna(), None)
