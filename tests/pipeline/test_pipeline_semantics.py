@@ -28,16 +28,20 @@ from pipeline_support import (
     OPS_AK,
     OPS_PRINCIPAL,
     OPS_SECRET,
+    RecordingProxy,
     bucket,
+    cli_env,
     config_dict,
     csv_rows,
     instance,
     layer,
     ledger_rows,
     repo,
+    run_cli,
     run_flow,
     summary_of,
     tag,
+    write_config,
 )
 
 pytestmark = pytest.mark.slow
@@ -177,3 +181,49 @@ def test_learned_second_run_plans_with_the_reading_the_first_observed(sem_emu, p
     assert summary_of(second)["plan"]["tags_possible"] == 0
     assert {f"{r['namespace']}/{r['repo']}:{r['tag']}" for r in plan if r["expired"] == "True"} == deleted_second
     assert deleted_second == deleted_first
+
+
+def test_a_tag_skipped_while_paging_fails_the_run_before_any_change(sem_emu, prefect_api_url, tmp_path,
+                                                                    monkeypatch):
+    """A proxy drops apps/web:old from every ListRepoTag answer (TotalCount untouched): the
+    listing never adds up, is read again, then the run fails -- no freeze, no GC."""
+    sem_emu.load(semantics_dataset())
+    before = sem_emu.truth()
+    with RecordingProxy(sem_emu.acr_endpoint, "acr", drop_rows={"ListRepoTag": ("Images", "Tag", "old")}) as proxy:
+        config = config_dict((proxy.endpoint, sem_emu.oss_endpoint), tmp_path, INSTANCE, BUCKET,
+                             policy={"semantics": "conservative", "max_delete_share": 1.0,
+                                     "allow_emptied": ALL_REPOS})
+        state, folder = run_flow(config, monkeypatch)
+        tag_reads = [r for r in proxy.snapshot() if r[4] == "ListRepoTag"]
+
+    assert state.is_failed()
+    assert "ListRepoTag apps/web" in state.message and "TotalCount" in state.message, state.message
+    assert len(tag_reads) >= 3 + 2  # apps/web read three times, the two other repositories once
+    after = sem_emu.truth()
+    assert _tags(after) == _tags(before)
+    assert after["instances"][INSTANCE]["gc_tasks"] == []
+    assert after["buckets"][BUCKET]["policy"] == before["buckets"][BUCKET]["policy"]
+    rows = ledger_rows(config, folder.name)
+    assert rows["freezes"] == [] and rows["gc_tasks"] == []
+
+
+def test_blast_radius_count_zero_rule_exits_3_naming_the_repository_and_runs_once_allowed(sem_emu, prefect_api_url,
+                                                                                         tmp_path):
+    data = semantics_dataset()
+    data["instances"][0]["lifecycle_rules"] = [{"scope": "REPO", "namespace": "apps", "repo": "api",
+                                                "retention_tag_count": 0}]
+    sem_emu.load(data)
+    before = _tags(sem_emu.truth())
+    config = config_dict((sem_emu.acr_endpoint, sem_emu.oss_endpoint), tmp_path, INSTANCE, BUCKET)
+    blocked = run_cli(["run", "--config", str(write_config(config, tmp_path / "blocked.yaml"))],
+                      cli_env(prefect_api_url))
+    assert blocked.returncode == 3, blocked.stderr[-2000:]
+    assert "apps/api" in blocked.stderr and "policy.allow_emptied" in blocked.stderr
+    assert summary_of(Path(blocked.stdout.strip().splitlines()[-1]))["state"] == "BLOCKED"
+    assert _tags(sem_emu.truth()) == before
+
+    config["policy"]["allow_emptied"] = ["apps/api"]
+    allowed = run_cli(["run", "--config", str(write_config(config, tmp_path / "allowed.yaml"))],
+                      cli_env(prefect_api_url))
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+    assert before - _tags(sem_emu.truth()) == {f"apps/api:{t}" for t in REPOS[("apps", "api")]}
