@@ -185,15 +185,16 @@ def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, 
                 gate_passed, namespaces_json, charts = True, inherited.run.namespaces_json, inherited.run.charts
             files.write_plan_csv(verdicts, journal.folder)
             journal.update_run(namespaces_json=namespaces_json, charts=charts, plan_json=summary.plan.model_dump_json())
-            if not gate_passed and inherited is None and result.gate.blast_radius:
-                raise CheckFailed(f"gate blocked: {result.gate.blast_radius}")
+            blast = result.gate.blast_radius if inherited is None else None  # issue 11's blast radius
+            if not gate_passed and blast and not len(result.gate.blocking):
+                raise CheckFailed(f"gate blocked: {blast}")
             if not gate_passed:
                 blocking = result.gate.blocking
                 listed = ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in blocking.head(10).itertuples())
                 raise CheckFailed(
                     f"gate blocked: {len(blocking)} expired tag(s) cannot be regenerated ({listed}"
                     f"{', …' if len(blocking) > 10 else ''}); add build rules or manifest lines, or allow them "
-                    "in policy.allow_unregenerable (plan.csv lists them)"
+                    f"in policy.allow_unregenerable (plan.csv lists them){f'; and {blast}' if blast else ''}"
                 )
             expired = verdicts[verdicts["expired"]]
             driver = make_driver(config, expired[["namespace", "repo", "repo_id", "tag"]])
