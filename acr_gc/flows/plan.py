@@ -31,7 +31,6 @@ def plan_instance(config: Config, run_id: str | None = None) -> PlanOutcome:
     result = plan_instance_steps(config)
     folder = files.run_dir(config.report.out_dir, config.target.instance_id, run_id)
     files.write_plan_csv(result.verdicts, folder)
-    files.write_rules_csv(result.rule_table, folder)
     files.write_summary(
         Summary(
             run_id=run_id,

@@ -174,7 +174,6 @@ def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, 
             if inherited is None:
                 result = plan_instance_steps(config)
                 verdicts = result.verdicts
-                files.write_rules_csv(result.rule_table, journal.folder)
                 summary.plan = PlanSummary(**result.summary)
                 gate_passed, namespaces_json, charts = result.gate.passed, \
                     result.per_namespace().to_json(orient="records"), result.charts

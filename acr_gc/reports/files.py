@@ -71,15 +71,6 @@ def write_plan_csv(verdicts: pd.DataFrame, folder: Path) -> Path:
     return write_csv(plan_csv_frame(verdicts), folder / "plan.csv")
 
 
-def write_rules_csv(rule_table: pd.DataFrame | None, folder: Path) -> Path | None:
-    """``rules.csv``: the lifecycle rules as the plan read them (``acr_gc.rules.rule_table``):
-    dry-run rules, policies, and the Auto rules that delete tags by themselves, outside
-    acr-gc's gate (``runs_by_itself``)."""
-    if rule_table is None:
-        return None
-    return write_csv(rule_table, folder / "rules.csv")
-
-
 def write_summary(summary: Summary, folder: Path) -> Path:
     path = folder / "summary.json"
     _atomic_write(path, json.dumps(summary.model_dump(mode="json"), indent=2) + "\n")
