@@ -70,14 +70,24 @@ def emulator_serve(
     fault_rate: Optional[float] = typer.Option(None, "--fault-rate", help="share of requests answered 503 or dropped [0]"),
     seed: Optional[int] = typer.Option(None, "--seed", help="[0]"),
     gc_tags_per_second: float = typer.Option(200.0, "--gc-tags-per-second"),
+    combination: str = typer.Option("any-retains", "--combination", help="any-retains | each-rule"),
+    count_regexp: str = typer.Option("count-or-match", "--count-regexp",
+                                     help="count-or-match | count-among-matching"),
+    regexp_match: str = typer.Option("full", "--regexp-match", help="full | partial"),
 ) -> None:
     """Serve the emulator; prints one JSON line with the endpoints when ready.
 
     With --restore the clock and the fault settings come from the dump, so the flags that
     set them are refused there (change faults afterwards with POST /_emulator/faults)."""
     from acr_gc.emulator.dataset import Dataset, load_dataset
+    from acr_gc.emulator.retention import Readings
     from acr_gc.emulator.server import ServerOptions, serve
     from acr_gc.emulator.state import InvalidDump
+
+    try:  # the readings of the lifecycle rules the emulator plays (DESIGN section 3)
+        Readings(combination, count_regexp, regexp_match)
+    except ValueError as exc:
+        fail(str(exc))
 
     if (dataset is None) == (restore is None):
         fail("give exactly one of --dataset FILE and --restore FILE")
@@ -109,6 +119,9 @@ def emulator_serve(
         fault_rate=fault_rate or 0.0,
         seed=seed or 0,
         gc_tags_per_second=gc_tags_per_second,
+        combination=combination,
+        count_regexp=count_regexp,
+        regexp_match=regexp_match,
     )
     if not 0 <= options.fault_rate < 1:
         fail("--fault-rate must be in [0, 1)")
@@ -164,13 +177,15 @@ def plan_command(
     _preflight_or_exit(config)
 
     from acr_gc.flows.plan import plan_instance
-    from acr_gc.reports.console import print_blocking, print_plan_table
+    from acr_gc.reports.console import print_blocking, print_plan_table, printable
 
     _prefect_api_ready()
     outcome = plan_instance(config)
     print_plan_table(outcome.result)
-    if not outcome.result.gate.passed:
+    if len(outcome.result.gate.blocking):
         print_blocking(outcome.result.gate.blocking)
+    if outcome.result.gate.blast_radius:
+        typer.echo(printable(f"gate BLOCKED: {outcome.result.gate.blast_radius}"), err=True)
     typer.echo(str(outcome.folder))
     raise typer.Exit(0 if outcome.result.gate.passed else 3)
 

@@ -135,10 +135,31 @@ class Target(_Section):
         return self.oss_endpoint or f"oss-{self.region}.aliyuncs.com"
 
 
+class PinnedSemantics(_Section):
+    """One reading of the lifecycle rules, pinned by an operator who knows it (DESIGN section 3)."""
+
+    combination: Literal["any-retains", "each-rule"]
+    count_regexp: Literal["count-or-match", "count-among-matching"]
+    regexp_match: Literal["full", "partial"]
+
+
+def _repo_name(value: str) -> str:
+    if value.count("/") != 1 or not all(value.split("/")):
+        raise ValueError(f"{value!r} is not namespace/repo")
+    return value
+
+
 class Policy(_Section):
     allow_unregenerable: list[str] = Field(default_factory=list)  # "namespace/repo:tag-glob"
     regeneration_manifest: Path | None = None
     accept_never_released: bool = False
+    # conservative: plan every reading (certain ∪ possible is gated); learned: the reading
+    # the instance's last GC agreed with alone, else conservative; or one pinned reading.
+    semantics: Literal["conservative", "learned"] | PinnedSemantics = "conservative"
+    # the blast radius: more than this share of the instance's tags, or every tag of a
+    # repository not in allow_emptied, blocks the run (exit 3)
+    max_delete_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
+    allow_emptied: list[Annotated[str, AfterValidator(_repo_name)]] = Field(default_factory=list)
 
 
 class Freeze(_Section):

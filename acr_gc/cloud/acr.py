@@ -104,6 +104,10 @@ class LifecycleRule:
     enable_delete_tag: bool
     auto: bool | None = None
     schedule_time: str | None = None
+    dry_run: bool = False
+    policies: tuple[dict, ...] = ()  # the API's Policies[] (Type, Condition, Filter), as answered
+    next_time: datetime | None = None
+    enable_delete_untagged_manifest: bool = False
 
 
 @dataclass(frozen=True)
@@ -719,6 +723,10 @@ def _lifecycle(d: dict) -> LifecycleRule:
         enable_delete_tag=bool(_bool(d.get("EnableDeleteTag"))),
         auto=_bool(d.get("Auto")),
         schedule_time=_str(d.get("ScheduleTime")),
+        dry_run=bool(_bool(d.get("DryRun"))),
+        policies=tuple(p for p in (d.get("Policies") or []) if isinstance(p, dict)),
+        next_time=parse_time(d.get("NextTime")),
+        enable_delete_untagged_manifest=bool(_bool(d.get("EnableDeleteUntaggedManifest"))),
     )
 
 

@@ -303,14 +303,16 @@ def _rule_body(inst: InstanceRecord, rule) -> dict:
         "InstanceId": inst.instance_id,
         "Scope": rule.scope,
         "EnableDeleteTag": rule.enable_delete_tag,
-        "EnableDeleteUntaggedManifest": False,
-        "Auto": False,
-        "DryRun": False,
-        "ScheduleTime": "MONTH",
+        "EnableDeleteUntaggedManifest": rule.enable_delete_untagged_manifest,
+        "Auto": rule.auto,
+        "DryRun": rule.dry_run,
+        "ScheduleTime": rule.schedule_time,
         "CreateTime": rule.created_ms,
         "ModifiedTime": rule.created_ms,
-        "Policies": [],
+        "Policies": [dict(policy) for policy in rule.policies],
     }
+    if rule.next_time_ms is not None:
+        body["NextTime"] = rule.next_time_ms
     if rule.namespace is not None:
         body["NamespaceName"] = rule.namespace
     if rule.repo is not None:
@@ -559,6 +561,7 @@ def create_app(state, gc: GcService) -> Starlette:
             )
         except acr_signing.SignatureError as exc:
             return error_response(exc.status, exc.code, exc.message)
+        gc.run_due_rules()  # the service's own scheduled rule runs, on the emulated clock
         try:
             return _ok(handler(ctx, params))
         except AcrError as exc:

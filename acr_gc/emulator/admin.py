@@ -1,6 +1,7 @@
 """Admin endpoints under ``/_emulator/`` on the ACR port (no signature), as moto's ``/moto-api/``.
 
 ``reset`` · ``load`` · ``clock/advance`` · ``faults`` · ``truth`` (DESIGN section 10), plus
+``readings`` (GET/POST: the readings of the lifecycle rules played, reset by reset and load),
 ``objects/{bucket}`` (current and noncurrent object versions) for tests that check the
 exact objects GC deleted, and ``dump``/``restore`` (the whole state, across a restart). Storage-size answers apply due lifecycle expiry first, as OSS
 would have done by then.
@@ -18,6 +19,7 @@ from starlette.routing import Route
 
 from acr_gc.emulator import dataset as ds
 from acr_gc.emulator.faults import FaultSettings
+from acr_gc.emulator.retention import Readings
 from acr_gc.emulator.gc import GcService
 from acr_gc.emulator.storage import NoSuchBucket
 from acr_gc.input_errors import first_problem
@@ -85,6 +87,7 @@ def create_app(state, gc: GcService, faults: FaultSettings) -> Starlette:
         gc.abort_all()
         state.reset()
         faults.reset()
+        gc.readings = gc.start_readings
         return JSONResponse({"ok": True, "clock": state.now().isoformat()})
 
     async def load(request: Request) -> JSONResponse:
@@ -103,6 +106,7 @@ def create_app(state, gc: GcService, faults: FaultSettings) -> Starlette:
         except (ValueError, KeyError) as exc:
             state.restore(before)
             return _bad(f"invalid dataset: {exc}")
+        gc.readings = gc.start_readings  # a new dataset is played with the serve-time readings
         return JSONResponse({"ok": True, "clock": state.now().isoformat()})
 
     async def advance(request: Request) -> JSONResponse:
@@ -114,6 +118,7 @@ def create_app(state, gc: GcService, faults: FaultSettings) -> Starlette:
             return _bad('expected {"days": N} with N >= 0')
         now = state.clock.advance(days)
         state.storage.apply_lifecycle(now)
+        gc.run_due_rules()
         return JSONResponse({"clock": now.isoformat().replace("+00:00", "Z")})
 
     async def set_faults(request: Request) -> JSONResponse:
@@ -124,6 +129,19 @@ def create_app(state, gc: GcService, faults: FaultSettings) -> Starlette:
         except (TypeError, ValueError) as exc:
             return _bad(str(exc))
         return JSONResponse(faults.as_dict())
+
+    async def set_readings(request: Request) -> JSONResponse:
+        """The readings of the lifecycle rules GC and automatic rule runs play (retention.Readings)."""
+        if request.method == "POST":
+            try:
+                changes = await _json(request)
+                unknown = set(changes) - {"combination", "count_regexp", "regexp_match"}
+                if unknown:
+                    raise ValueError(f"unknown reading {sorted(unknown)[0]!r}")
+                gc.readings = Readings(**{**gc.readings.as_dict(), **changes})
+            except (TypeError, ValueError) as exc:
+                return _bad(str(exc))
+        return JSONResponse(gc.readings.as_dict())
 
     async def get_truth(request: Request) -> JSONResponse:
         return JSONResponse(truth(state, gc, faults))
@@ -158,6 +176,7 @@ def create_app(state, gc: GcService, faults: FaultSettings) -> Starlette:
             Route("/load", load, methods=["POST"]),
             Route("/clock/advance", advance, methods=["POST"]),
             Route("/faults", set_faults, methods=["GET", "POST"]),
+            Route("/readings", set_readings, methods=["GET", "POST"]),
             Route("/truth", get_truth, methods=["GET"]),
             Route("/dump", dump, methods=["GET"]),
             Route("/restore", restore, methods=["POST"]),

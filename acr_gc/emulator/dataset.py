@@ -128,6 +128,39 @@ class Chart(_Strict):
     versions: list[ChartVersion] = Field(default_factory=list)
 
 
+class PolicyCondition(_Strict):
+    """ListArtifactLifecycleRule's ``Policies[].Condition`` (snake case in datasets)."""
+
+    latest_tag_count: int | None = Field(default=None, ge=0)
+    last_push_older_than_days: int | None = Field(default=None, ge=0)
+    last_pull_older_than_days: int | None = Field(default=None, ge=0)
+
+
+class PolicyFilter(_Strict):
+    tag_wildcard: str | None = None
+
+
+class LifecyclePolicy(_Strict):
+    type: str | None = None
+    condition: PolicyCondition | None = None
+    filter: PolicyFilter | None = None
+
+    def to_api(self) -> dict:
+        """The policy in the API's shape (ListArtifactLifecycleRule ``Policies[]``)."""
+        body: dict = {}
+        if self.type is not None:
+            body["Type"] = self.type
+        if self.condition is not None:
+            c = self.condition
+            body["Condition"] = {k: v for k, v in (("LatestTagCount", c.latest_tag_count),
+                                                   ("LastPushOlderThanDays", c.last_push_older_than_days),
+                                                   ("LastPullOlderThanDays", c.last_pull_older_than_days))
+                                 if v is not None}
+        if self.filter is not None and self.filter.tag_wildcard is not None:
+            body["Filter"] = {"TagWildcard": self.filter.tag_wildcard}
+        return body
+
+
 class LifecycleRule(_Strict):
     scope: Literal["INSTANCE", "NAMESPACE", "REPO"]
     namespace: str | None = None
@@ -135,6 +168,14 @@ class LifecycleRule(_Strict):
     retention_tag_count: int | None = Field(default=None, ge=0)
     tag_regexp: str | None = None
     enable_delete_tag: bool = True
+    dry_run: bool = False
+    policies: list[LifecyclePolicy] = Field(default_factory=list)
+    auto: bool = False
+    schedule_time: str = "MONTH"
+    next_time: datetime | None = None
+    enable_delete_untagged_manifest: bool = False
+
+    _utc = field_validator("next_time")(lambda v: None if v is None else _utc(v))
 
 
 class Instance(_Strict):

@@ -27,7 +27,9 @@ from collections import deque
 from dataclasses import dataclass, field, fields
 
 from acr_gc.emulator.registry import NotFound, PolicyDenied, epoch_ms
-from acr_gc.emulator.retention import expired_tags
+from acr_gc.emulator.retention import Readings, expired_by_one_rule, expired_tags
+
+SCHEDULE_DAYS = {"DAY": 1, "WEEK": 7, "MONTH": 30}  # an Auto rule's period after each run
 
 ACTIVE = ("PENDING", "RUNNING")
 FINAL = ("SUCCESS", "FAILED", "CANCELED")
@@ -101,11 +103,34 @@ class GcTask:
 class GcService:
     """Starts, tracks and cancels GC tasks; task records live on the registry's instances."""
 
-    def __init__(self, state, faults, tags_per_second: float = 200.0):
+    def __init__(self, state, faults, tags_per_second: float = 200.0, readings: Readings | None = None):
         self.state = state
         self.faults = faults
         self.tags_per_second = max(float(tags_per_second), 0.001)
+        self.readings = readings or Readings()  # which reading of the rules GC plays
+        self.start_readings = self.readings  # what reset and load go back to
         self._runners: set[asyncio.Task] = set()
+
+    def run_due_rules(self) -> list[str]:
+        """Run every ``Auto`` rule whose ``NextTime`` has come, as the service does by itself:
+        it deletes the tags that rule expires (``retention.expired_by_one_rule``, under the
+        played reading), then its NextTime moves one ScheduleTime period on. Returns the
+        deleted ``ns/repo:tag`` names."""
+        now = self.state.now()
+        now_ms = epoch_ms(now)
+        deleted: list[str] = []
+        for inst in self.state.registry.instances.values():
+            for rule in inst.lifecycle_rules:
+                if not rule.auto or rule.next_time_ms is None or rule.next_time_ms > now_ms:
+                    continue
+                for repo in list(inst.repos):
+                    for record in reversed(expired_by_one_rule(repo, rule, inst.lifecycle_rules, self.readings, now)):
+                        self.state.registry.delete_tag(inst, repo, record.tag, now)
+                        deleted.append(f"{repo.full_name}:{record.tag}")
+                period = SCHEDULE_DAYS.get(str(rule.schedule_time).upper(), 30) * 86_400_000
+                while rule.next_time_ms <= now_ms:
+                    rule.next_time_ms += period
+        return deleted
 
     # ---- the actions ----------------------------------------------------------------
 
@@ -212,7 +237,7 @@ class GcService:
                 task.pending = deque(
                     (repo, record)
                     for repo in list(inst.repos)
-                    for record in reversed(expired_tags(repo, inst.lifecycle_rules))  # oldest first
+                    for record in reversed(expired_tags(repo, inst.lifecycle_rules, self.readings, self.state.now()))
                 )
                 task.tags_planned = len(task.pending)
             if task.state != "RUNNING":

@@ -50,6 +50,9 @@ class EmulatorProcess:
         fault_rate: float | None = None,
         seed: int | None = None,
         gc_tags_per_second: float | None = None,
+        combination: str | None = None,
+        count_regexp: str | None = None,
+        regexp_match: str | None = None,
         startup_timeout: float = 30.0,
         python: str = sys.executable,
     ):
@@ -79,6 +82,9 @@ class EmulatorProcess:
             ("--fault-rate", fault_rate),
             ("--seed", seed),
             ("--gc-tags-per-second", gc_tags_per_second),
+            ("--combination", combination),
+            ("--count-regexp", count_regexp),
+            ("--regexp-match", regexp_match),
         ):
             if value is not None:
                 args += [flag, str(value)]
@@ -183,6 +189,11 @@ class EmulatorProcess:
     def set_faults(self, **changes: Any) -> dict:
         """Partial update: fault_rate, latency_ms, qps, gc_fail_after_tags, seed, hold ({"action", "skip"} or None)."""
         return self._call("POST", "faults", changes)
+
+    def set_readings(self, **readings: str) -> dict:
+        """Play other readings of the lifecycle rules from now on (``combination``,
+        ``count_regexp``, ``regexp_match``; those not given are kept)."""
+        return self._call("POST", "/readings", readings)
 
     def truth(self) -> dict:
         return self._call("GET", "truth")

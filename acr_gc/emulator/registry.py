@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Iterable
 
 from acr_gc.emulator import dataset as ds
@@ -196,6 +196,13 @@ class LifecycleRuleRecord:
         self.retention_tag_count = spec.retention_tag_count
         self.tag_regexp = spec.tag_regexp
         self.enable_delete_tag = spec.enable_delete_tag
+        self.dry_run = spec.dry_run
+        self.policies = [policy.to_api() for policy in spec.policies]  # the API's shape
+        self.auto = spec.auto
+        self.schedule_time = spec.schedule_time
+        self.next_time_ms = None if spec.next_time is None else epoch_ms(spec.next_time)
+        self.enable_delete_untagged_manifest = spec.enable_delete_untagged_manifest
+        self.spec = spec
         self.created_ms = created_ms
 
 
@@ -255,9 +262,9 @@ class InstanceRecord:
                 for c in self.charts
             ],
             "lifecycle_rules": [
-                {"scope": r.scope, "namespace": r.namespace, "repo": r.repo,
-                 "retention_tag_count": r.retention_tag_count, "tag_regexp": r.tag_regexp,
-                 "enable_delete_tag": r.enable_delete_tag}
+                dict(r.spec.model_dump(mode="json"),
+                     next_time=None if r.next_time_ms is None else
+                     datetime.fromtimestamp(r.next_time_ms / 1000, timezone.utc).isoformat())
                 for r in self.lifecycle_rules
             ],  # fmt: skip
             "repos": [repo.to_dump() for repo in self.repos],

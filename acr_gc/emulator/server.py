@@ -27,6 +27,7 @@ from acr_gc.emulator import acr_wire, admin, oci_wire, oss_wire
 from acr_gc.emulator import dataset as ds
 from acr_gc.emulator.faults import FaultMiddleware, FaultSettings, ServiceErrors
 from acr_gc.emulator.gc import GcService
+from acr_gc.emulator.retention import Readings
 from acr_gc.emulator.state import EmulatorState
 
 
@@ -43,6 +44,9 @@ class ServerOptions:
     seed: int = 0
     gc_tags_per_second: float = 200.0
     log_level: str = "warning"
+    combination: str = "any-retains"  # the readings of the lifecycle rules it plays (retention.Readings)
+    count_regexp: str = "count-or-match"
+    regexp_match: str = "full"
 
 
 ACR_THROTTLE = (400, "Throttling.User", "Request was denied due to user flow control.")
@@ -65,7 +69,8 @@ def build(dataset: ds.Dataset, options: ServerOptions) -> Emulator:
         latency_ms=options.latency_ms, qps=options.qps, fault_rate=options.fault_rate, seed=options.seed
     )
     state = EmulatorState(dataset, day_seconds=options.day_seconds, faults=faults)
-    gc = GcService(state, faults, options.gc_tags_per_second)
+    readings = Readings(options.combination, options.count_regexp, options.regexp_match)
+    gc = GcService(state, faults, options.gc_tags_per_second, readings)
     state.gc = gc
     acr = Starlette(
         routes=[

@@ -23,6 +23,7 @@ from prefect.context import FlowRunContext
 from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from acr_gc import rules
 from acr_gc.cloud.acr import GcStatus
 from acr_gc.config import Config
 from acr_gc.gc import TERMINAL_STATES, make_driver
@@ -39,7 +40,7 @@ from acr_gc.reports.summary import (
     StorageSummary,
     Summary,
 )
-from acr_gc.rules.verification import Verification, verify_deletions
+from acr_gc.rules.verification import Verification, readings_consistent, verify_deletions
 from acr_gc.rules.window import window_end
 from acr_gc.tasks import inventory as inv
 from acr_gc.tasks.checks import CheckFailed, check_bucket, check_whitelist
@@ -152,7 +153,7 @@ class _Run:
     journal: _Journal = field(init=False)
     verdicts: pd.DataFrame | None = None
     expired: pd.DataFrame | None = None
-    gate_blocking: pd.DataFrame | None = None
+    failed_gate: rules.GateResult | None = None  # the gate, when it did not pass
     driver: object | None = None
     window: object | None = None
     adopted: GcStatus | None = None  # a killed run's GC task this run takes over, as it stands
@@ -209,7 +210,7 @@ def _plan(run: _Run) -> None:
         run.verdicts = result.verdicts
         summary.plan = PlanSummary(**result.summary)
         namespaces_json, charts = result.per_namespace().to_json(orient="records"), result.charts
-        run.gate_blocking = None if result.gate.passed else result.gate.blocking
+        run.failed_gate = None if result.gate.passed else result.gate
     else:
         run.logger.warning("run %s was killed while its GC task %s ran: this run finishes that task against the "
                            "plan it was started from", inherited.run.run_id, inherited.task_id)
@@ -224,14 +225,8 @@ def _plan(run: _Run) -> None:
 
 
 def _check(run: _Run) -> None:
-    if run.gate_blocking is not None:
-        blocking = run.gate_blocking
-        listed = ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in blocking.head(10).itertuples())
-        raise CheckFailed(
-            f"gate blocked: {len(blocking)} expired tag(s) cannot be regenerated ({listed}"
-            f"{', …' if len(blocking) > 10 else ''}); add build rules or manifest lines, or allow them "
-            "in policy.allow_unregenerable (plan.csv lists them)"
-        )
+    if run.failed_gate is not None:
+        raise CheckFailed(_gate_message(run.failed_gate))
     run.driver = make_driver(run.config, run.expired[["namespace", "repo", "repo_id", "tag"]])
     check_whitelist(run.config, run.driver)
     run.window = check_bucket(run.config)
@@ -243,6 +238,17 @@ def _check(run: _Run) -> None:
             f"bucket {run.config.target.bucket} holds freeze statement(s) {', '.join(strays)} that no run in this "
             "ledger owns (another run's, or a lost ledger's): if no acr-gc run is working on this bucket, remove "
             "them with `acr-gc thaw --config <this config>`, then run again")
+
+
+def _gate_message(gate: rules.GateResult) -> str:
+    """Unregenerable tags (the first ten named) and/or the blast radius (repositories named)."""
+    blocking, blast = gate.blocking, gate.blast_radius
+    if not len(blocking):
+        return f"gate blocked: {blast}"
+    listed = ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in blocking.head(10).itertuples())
+    return (f"gate blocked: {len(blocking)} expired tag(s) cannot be regenerated ({listed}"
+            f"{', …' if len(blocking) > 10 else ''}); add build rules or manifest lines, or allow them "
+            f"in policy.allow_unregenerable (plan.csv lists them){f'; and {blast}' if blast else ''}")
 
 
 def _blocked(run: _Run, exc: Exception) -> State:
@@ -305,6 +311,8 @@ def _verify(run: _Run) -> Verification:
     verification = verify_deletions(run.verdicts, run.expired, _tags_now(run.config))
     summary.checks.unexpected_deletions = len(verification.unexpected)
     summary.checks.missed_deletions = len(verification.missed)
+    if run.outcome.status.state == "SUCCESS" and "deleted_max" in run.verdicts:  # which readings the cloud followed
+        summary.checks.readings_consistent = readings_consistent(run.verdicts, verification.deleted)
     end = window_end(run.outcome.status.finished or datetime.now(timezone.utc), run.window)
     summary.storage.window_end = end.strftime("%Y-%m-%dT%H:%M:%SZ") if end else None
     run.journal.update_run(window_end=end)

@@ -14,7 +14,8 @@ import pandas as pd
 from acr_gc.ledger.models import RunPlan
 from acr_gc.ledger.store import Ledger
 
-TEXT_COLUMNS = ("namespace", "repo", "repo_id", "tag", "digest", "retained_by", "regenerable_by", "regenerate_from")
+TEXT_COLUMNS = ("namespace", "repo", "repo_id", "tag", "digest", "certainty", "retained_by", "regenerable_by",
+                "regenerate_from")
 
 
 def save_plan(ledger: Ledger, run_id: str, verdicts: pd.DataFrame) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from acr_gc.reports.summary import Summary
 
-PLAN_CSV_COLUMNS = ["namespace", "repo", "tag", "digest", "size", "updated", "expired", "regenerable_by"]
+PLAN_CSV_COLUMNS = ["namespace", "repo", "tag", "digest", "size", "updated", "expired", "certainty", "regenerable_by"]
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _NEUTRALISED_PREFIXES = (*_FORMULA_PREFIXES, "'")
 
@@ -62,6 +62,8 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
 def plan_csv_frame(verdicts: pd.DataFrame) -> pd.DataFrame:
     frame = verdicts.rename(columns={"image_size": "size"})
     frame = frame.assign(updated=frame["updated"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    if "certainty" not in frame:  # a plan saved before certainty existed: every expired tag was certain
+        frame = frame.assign(certainty=frame["expired"].map({True: "certain", False: ""}))
     return frame[PLAN_CSV_COLUMNS].sort_values(["namespace", "repo", "tag"], kind="stable")
 
 

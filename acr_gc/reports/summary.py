@@ -21,11 +21,13 @@ class _Block(BaseModel):
 
 class PlanSummary(_Block):
     tags_total: int
-    tags_expired: int
+    tags_expired: int  # certain ∪ possible: what the gate covered
     tags_unregenerable: int
-    bytes_expected: int
+    bytes_expected: int  # freed by the certain tags
     bytes_expected_is_upper_bound: bool
     bytes_unreferenced_before: int | None = None  # blob objects no tag reaches (exact forecast only)
+    tags_possible: int = 0  # deleted under some reading of the rules only
+    bytes_expected_max: int | None = None  # freed by certain ∪ possible
 
 
 class GcSummary(_Block):
@@ -40,6 +42,9 @@ class ChecksSummary(_Block):
     missed_deletions: int | None = None
     # true | false | "partial" (the policy changed while frozen: only acr-gc's statement was removed)
     freeze_restored: bool | Literal["partial"] | None = None
+    # the readings of the lifecycle rules (combination/count_regexp/regexp_match) whose
+    # prediction matched what GC deleted; null until a GC has run to its end
+    readings_consistent: list[str] | None = None
 
 
 class StorageSummary(_Block):

@@ -23,17 +23,32 @@ from acr_gc.rules.manifest import (
     tag_glob_matches,
 )
 from acr_gc.rules.regenerability import GateResult, gate, regenerability
+from acr_gc.rules.blast_radius import BlastRadius, blast_radius
 from acr_gc.rules.retention import (
+    ALL_READINGS,
+    CERTAIN,
+    DEFAULT_READING,
     NO_RULE,
+    POSSIBLE,
     FrameContractError,
     LifecycleRule,
+    Reading,
     RuleError,
     parse_rules,
     plan,
+    rule_table,
 )
 
 __all__ = [
+    "ALL_READINGS",
+    "CERTAIN",
+    "DEFAULT_READING",
     "NO_RULE",
+    "POSSIBLE",
+    "BlastRadius",
+    "Reading",
+    "blast_radius",
+    "rule_table",
     "AllowListError",
     "ExpectedBytes",
     "FrameContractError",

@@ -50,6 +50,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from acr_gc.rules.blast_radius import blast_radius
 from acr_gc.rules.manifest import compile_tag_glob, parse_allow_list
 from acr_gc.rules.retention import FrameContractError, require_columns
 
@@ -228,15 +229,20 @@ def regenerability(
 
 @dataclass(frozen=True)
 class GateResult:
-    """``passed`` is False when some expired tag can be neither regenerated nor is allowed;
-    ``blocking`` holds those rows (all columns of the input), to list for the operator."""
+    """``passed`` is False when some expired tag can be neither regenerated nor is allowed
+    (``blocking`` holds those rows, all columns of the input, to list for the operator), or
+    when the plan deletes too much (``blast_radius``: the one-line reason, naming the
+    repositories; None within bounds)."""
 
     passed: bool
     blocking: pd.DataFrame
+    blast_radius: str | None = None
 
 
-def gate(regenerability_frame: pd.DataFrame) -> GateResult:
-    """Section 4: stop before any change while an expired `none` tag is not allow-listed."""
+def gate(regenerability_frame: pd.DataFrame, max_delete_share: float | None = None,
+         allow_emptied: Sequence[str] = ()) -> GateResult:
+    """Section 4: stop before any change while an expired `none` tag is not allow-listed,
+    or (with ``max_delete_share``) while the plan's blast radius is too large."""
     require_columns(regenerability_frame, ("expired", "regenerable_by", "allowed"), "regenerability")
     blocked = (
         regenerability_frame["expired"].to_numpy(dtype=bool)
@@ -244,4 +250,7 @@ def gate(regenerability_frame: pd.DataFrame) -> GateResult:
         & ~regenerability_frame["allowed"].to_numpy(dtype=bool)
     )
     blocking = regenerability_frame[blocked]
-    return GateResult(passed=not bool(blocked.any()), blocking=blocking)
+    reason = None
+    if max_delete_share is not None:
+        reason = blast_radius(regenerability_frame, max_delete_share, allow_emptied).message(max_delete_share)
+    return GateResult(passed=not bool(blocked.any()) and reason is None, blocking=blocking, blast_radius=reason)

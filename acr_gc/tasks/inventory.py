@@ -7,7 +7,8 @@ What is read, and the frames it becomes (the planner's input contracts, see
   listed by other actions and are never planned);
 - ``tags``: namespace, repo, repo_id, tag, digest, image_size, updated (UTC);
 - ``rules``: rule_id, scope, namespace, repo, retention_tag_count, tag_regexp,
-  enable_delete_tag;
+  enable_delete_tag, dry_run, policies, auto, schedule_time, next_time,
+  enable_delete_untagged_manifest;
 - ``charts``: namespace, repo — counted for the report's caveats only.
 
 Tags are fetched per batch of repositories: one Prefect task run per batch (never per
@@ -18,22 +19,25 @@ exceeds the quota, it only hides latency.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
-from acr_gc.cloud.acr import AcrClient
+from acr_gc.cloud.acr import AcrClient, Page
+from acr_gc.rules import retention
 from acr_gc.rules.regenerability import BUILD_RULE_COLUMNS as _BUILD_RULE_COLUMNS
 from acr_gc.rules.regenerability import REPLICA_COLUMNS as _REPLICA_COLUMNS
+from acr_gc.rules.retention import OPTIONAL_RULE_COLUMNS as _OPTIONAL_RULE_COLUMNS
 from acr_gc.rules.retention import RULE_COLUMNS as _RULE_COLUMNS
 from acr_gc.rules.retention import TAG_COLUMNS as _TAG_COLUMNS
 
 REPOSITORY_COLUMNS = ["namespace", "repo", "repo_id"]
 # The planner's input contracts (acr_gc.rules) are the frames' shapes.
 TAG_COLUMNS = list(_TAG_COLUMNS)
-RULE_COLUMNS = list(_RULE_COLUMNS)
+RULE_COLUMNS = [*_RULE_COLUMNS, *_OPTIONAL_RULE_COLUMNS]
 CHART_COLUMNS = ["namespace", "repo"]
 
 
@@ -45,8 +49,41 @@ class Inventory:
     charts: pd.DataFrame
 
 
+class IncompleteListing(RuntimeError):
+    """A paged listing that never added up: the run fails before any change, since a tag
+    the inventory missed would be "retained" in the plan and yet deleted by the cloud."""
+
+
+LISTING_ATTEMPTS = 3
+
+
+def complete_listing(pages: Callable[[], Iterable[Page]], key: Callable[[Any], Hashable], what: str) -> list:
+    """Every item of a paged listing, de-duplicated by ``key``, checked against TotalCount.
+
+    Paging by offset over a set that changes (a push, an automatic rule run) can repeat
+    an item or skip one; a repeat is dropped, and a count that does not match TotalCount
+    (or a TotalCount that changed between pages) reads the whole listing again, up to
+    ``LISTING_ATTEMPTS`` times, then raises :class:`IncompleteListing`."""
+    found = total = 0
+    for _attempt in range(LISTING_ATTEMPTS):
+        items: dict[Hashable, Any] = {}
+        totals: set[int] = set()
+        for page in pages():
+            totals.add(page.total_count)
+            for item in page.items:
+                items.setdefault(key(item), item)
+        found, total = len(items), (max(totals) if totals else 0)
+        if len(totals) <= 1 and found == total:
+            return list(items.values())
+    raise IncompleteListing(
+        f"{what}: {found} distinct item(s) listed but TotalCount says {total}, {LISTING_ATTEMPTS} times: "
+        "the listing is incomplete, so nothing was changed; run again once the registry is quiet"
+    )
+
+
 def fetch_repositories(acr: AcrClient) -> pd.DataFrame:
-    rows = [(r.namespace, r.name, r.repo_id) for r in acr.list_repositories()]
+    listed = complete_listing(acr.iter_repository_pages, lambda r: r.repo_id, "ListRepository")
+    rows = [(r.namespace, r.name, r.repo_id) for r in listed]
     return pd.DataFrame(rows, columns=REPOSITORY_COLUMNS)
 
 
@@ -60,10 +97,11 @@ def fetch_tags(
 
     def one(repo: tuple[str, str, str]) -> list[tuple]:
         namespace, name, repo_id = repo
-        found = [
-            (namespace, name, repo_id, t.tag, t.digest, t.image_size, t.updated)
-            for t in acr.list_repo_tags(repo_id, resource=f"{namespace}/{name}")
-        ]
+        listed = complete_listing(
+            lambda: acr.iter_repo_tag_pages(repo_id, resource=f"{namespace}/{name}"),
+            lambda t: t.tag, f"ListRepoTag {namespace}/{name}",
+        )
+        found = [(namespace, name, repo_id, t.tag, t.digest, t.image_size, t.updated) for t in listed]
         if on_repository_done is not None:
             on_repository_done()
         return found
@@ -91,12 +129,19 @@ def fetch_rules(acr: AcrClient) -> pd.DataFrame:
             r.retention_tag_count,
             r.tag_regexp,
             r.enable_delete_tag,
+            r.dry_run,
+            list(r.policies) or None,
+            r.auto,
+            r.schedule_time,
+            r.next_time,
+            r.enable_delete_untagged_manifest,
         )
-        for r in acr.list_lifecycle_rules()
+        for r in complete_listing(acr.iter_lifecycle_rule_pages, lambda r: r.rule_id, "ListArtifactLifecycleRule")
     ]
     frame = pd.DataFrame(rows, columns=RULE_COLUMNS)
     frame["retention_tag_count"] = frame["retention_tag_count"].astype("Int64")
     frame["enable_delete_tag"] = frame["enable_delete_tag"].astype(bool)
+    frame["dry_run"] = frame["dry_run"].astype(bool)
     return frame
 
 
@@ -120,26 +165,38 @@ def fetch_replica_tags(
     acr: AcrClient,
     repos: set[tuple[str, str]],
     client_for_instance: Callable[[str, str | None], AcrClient],
+    readings: tuple[retention.Reading, ...] | None = (retention.DEFAULT_READING,),
 ) -> pd.DataFrame:
-    """The tags that sync targets hold for ``repos``, under the SOURCE repository's name.
+    """The tags that sync targets really hold for ``repos``, under the SOURCE repository's name.
 
     Reads the instance's sync rules once, then each target repository's tags; a target
-    repository that does not exist (sync never ran) simply holds nothing.
+    repository that does not exist (sync never ran) simply holds nothing. A sync rule
+    whose target is this instance itself never counts (a copy inside the instance goes
+    with the instance's own GC). A copy counts only while the target's own lifecycle rules
+    retain it under every one of ``readings`` (None: all eight): a copy the target's next
+    GC may delete is no copy.
     """
     rows: list[tuple] = []
     repo_ids: dict[tuple[str, str], dict[str, str]] = {}  # (target instance, namespace) -> name -> id
+    target_rules: dict[str, pd.DataFrame] = {}
     for rule in acr.list_sync_rules():
         source = (rule.local_namespace, rule.local_repo)
-        if source not in repos or not rule.target_instance_id:
+        if source not in repos or not rule.target_instance_id or rule.target_instance_id == acr.instance_id:
             continue
         target_acr = client_for_instance(rule.target_instance_id, rule.target_region)
         key = (rule.target_instance_id, rule.target_namespace)
         if key not in repo_ids:
             repo_ids[key] = {r.name: r.repo_id for r in target_acr.list_repositories(namespace=rule.target_namespace)}
-        target_repo_id = repo_ids[key].get(rule.target_repo or rule.local_repo)
+        target_name = rule.target_repo or rule.local_repo
+        target_repo_id = repo_ids[key].get(target_name)
         if target_repo_id is None:
             continue
-        for t in target_acr.list_repo_tags(target_repo_id, resource=f"{rule.target_namespace}/{rule.target_repo}"):
+        if rule.target_instance_id not in target_rules:
+            target_rules[rule.target_instance_id] = fetch_rules(target_acr)
+        held = fetch_tags(target_acr, pd.DataFrame([(rule.target_namespace, target_name, target_repo_id)],
+                                                   columns=REPOSITORY_COLUMNS), 1)
+        kept = retention.plan(held, target_rules[rule.target_instance_id], readings=readings)
+        for t in kept[~kept["expired"]].itertuples(index=False):
             rows.append((source[0], source[1], t.tag, t.digest, rule.target_instance_id))
     return pd.DataFrame(rows, columns=REPLICA_COLUMNS).drop_duplicates(ignore_index=True)
 

@@ -7,14 +7,16 @@ across monthly runs.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
 import pandas as pd
-from prefect import task, unmapped
+from prefect import get_run_logger, task, unmapped
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
+from prefect.exceptions import MissingContextError
 
 from acr_gc import rules
 from acr_gc.cloud.clients import acr_client, oss_client
@@ -28,6 +30,14 @@ NO_RETRY = dict(cache_policy=NO_CACHE, retries=0)  # the adapters retry each cal
 def artifact_key(kind: str, instance_id: str) -> str:
     """A Prefect artifact key (lowercase letters, digits, dashes) stable per instance."""
     return re.sub(r"[^a-z0-9-]+", "-", f"acr-gc-{kind}-{instance_id}".lower()).strip("-")
+
+
+def _logger():
+    """The run's logger in a task or flow run; the module's logger when called directly."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
 
 
 def _in_flow() -> bool:
@@ -93,34 +103,50 @@ def take_inventory(config: Config) -> inv.Inventory:
 class PlanResult:
     """Everything the plan step decided, for the files, the artifacts and the flow."""
 
-    verdicts: pd.DataFrame  # tags + expired, retained_by, regenerable_by, regenerate_from, allowed
-    expected: rules.ExpectedBytes
+    verdicts: pd.DataFrame  # tags + expired, certainty, retained_by, regenerable_by, regenerate_from, allowed
+    expected: rules.ExpectedBytes  # freed by the certain tags
     gate: rules.GateResult
     charts: int
     bucket_bytes: int | None = None  # the bucket's storage when planned (GetBucketStat)
+    expected_max: rules.ExpectedBytes | None = None  # freed by certain ∪ possible
     # the exact forecast (target.registry_endpoint set): blob objects no tag reaches before
     # the run, and the expiring digests whose manifests could not be read (counted by image size)
     bytes_unreferenced_before: int | None = None
     unreadable: tuple[str, ...] = ()
+    rule_table: pd.DataFrame | None = None  # rules.rule_table: dry-run, policies, rules running by themselves
+
+    def _clamped(self, expected: rules.ExpectedBytes) -> int:
+        """An upper bound from image sizes (shared layers counted once per image) can exceed
+        the whole bucket, and the bucket's size is an upper bound too, so the smaller of the
+        two is reported."""
+        if expected.is_upper_bound and self.bucket_bytes is not None:
+            return min(int(expected.bytes), int(self.bucket_bytes))
+        return int(expected.bytes)
 
     @property
     def bytes_expected(self) -> int:
-        """The expected saving; an upper bound from image sizes (shared layers counted once
-        per image) can exceed the whole bucket, and the bucket's size is an upper bound too,
-        so the smaller of the two is reported."""
-        if self.expected.is_upper_bound and self.bucket_bytes is not None:
-            return min(int(self.expected.bytes), int(self.bucket_bytes))
-        return int(self.expected.bytes)
+        """The expected saving from the certain tags."""
+        return self._clamped(self.expected)
+
+    @property
+    def bytes_expected_max(self) -> int:
+        """The expected saving should every possible tag go too."""
+        return self._clamped(self.expected_max or self.expected)
 
     @property
     def summary(self) -> dict:
         expired = self.verdicts["expired"]
+        possible = (self.verdicts["certainty"] == rules.POSSIBLE) if "certainty" in self.verdicts else expired & False
         return {
             "tags_total": int(len(self.verdicts)),
             "tags_expired": int(expired.sum()),
+            "tags_possible": int(possible.sum()),
             "tags_unregenerable": int((self.verdicts["regenerable_by"] == "none").sum()),
             "bytes_expected": self.bytes_expected,
-            "bytes_expected_is_upper_bound": bool(self.expected.is_upper_bound),
+            "bytes_expected_max": self.bytes_expected_max,
+            "bytes_expected_is_upper_bound": bool(self.expected.is_upper_bound
+                                                  or (self.expected_max is not None
+                                                      and self.expected_max.is_upper_bound)),
             "bytes_unreferenced_before": self.bytes_unreferenced_before,
         }
 
@@ -137,10 +163,35 @@ class PlanResult:
         return table.reset_index().astype({"expired": "int64", "unregenerable": "int64"})
 
 
+def planned_readings(config: Config) -> tuple[rules.Reading, ...] | None:
+    """The readings ``policy.semantics`` asks to plan under; None: all eight (conservative).
+
+    ``learned``: the reading the instance's last verified GCs singled out (the ledger), else
+    conservative."""
+    semantics = config.policy.semantics
+    if semantics == "conservative":
+        return None
+    if semantics == "learned":
+        from acr_gc.ledger import Ledger
+        from acr_gc.ledger.readings import learned_reading
+
+        ledger = Ledger(config.ledger.url)
+        try:
+            name = learned_reading(ledger, config.target.instance_id)
+        finally:
+            ledger.dispose()
+        return None if name is None else (rules.Reading.from_name(name),)
+    return (rules.Reading(semantics.combination, semantics.count_regexp, semantics.regexp_match),)
+
+
 @task(name="plan-retention", **NO_RETRY)
 def plan_retention(config: Config, inventory: inv.Inventory) -> pd.DataFrame:
-    """Which tags the lifecycle rules expire (DESIGN section 3)."""
-    return rules.plan(inventory.tags, inventory.rules)
+    """Which tags the lifecycle rules expire (DESIGN section 3), under the readings
+    ``policy.semantics`` names: ``certain`` under all of them, ``possible`` under some."""
+    readings = planned_readings(config)
+    _logger().info("planning under %s", "every reading of the lifecycle rules (conservative)"
+                          if readings is None else f"the reading {readings[0].name}")
+    return rules.plan(inventory.tags, inventory.rules, readings=readings)
 
 
 @task(name="verify-regenerable", **NO_RETRY)
@@ -164,7 +215,8 @@ def verify_regenerable(config: Config, inventory: inv.Inventory, planned: pd.Dat
     verdicts = rules.regenerability(planned, None, None, None, allow)
     need_replicas = unresolved_repos(verdicts, ("alias",))
     replicas = inv.fetch_replica_tags(
-        acr, need_replicas, lambda instance_id, region: acr_client(config, instance_id, region)
+        acr, need_replicas, lambda instance_id, region: acr_client(config, instance_id, region),
+        readings=planned_readings(config),
     ) if need_replicas else None
     verdicts = rules.regenerability(planned, replicas, None, None, allow)
     need_builds = unresolved_repos(verdicts, ("alias", "replica"))
@@ -175,12 +227,20 @@ def verify_regenerable(config: Config, inventory: inv.Inventory, planned: pd.Dat
         config.api.concurrency,
     ) if need_builds else None
     verdicts = rules.regenerability(planned, replicas, build_rules, manifest, allow)
+    certain_only = planned.assign(expired=planned["certainty"] == rules.CERTAIN)
     result = PlanResult(
         verdicts=verdicts,
-        expected=rules.expected_bytes(planned),
-        gate=rules.gate(verdicts),
+        expected=rules.expected_bytes(certain_only),
+        expected_max=rules.expected_bytes(planned),
+        gate=rules.gate(verdicts, config.policy.max_delete_share, config.policy.allow_emptied),
         charts=len(inventory.charts),
+        rule_table=rules.rule_table(inventory.rules),
     )
+    _table("rules", config, result.rule_table, "Lifecycle rules as planned (dry-run rules delete nothing)")
+    for rule in result.rule_table[result.rule_table["runs_by_itself"]].itertuples():
+        _logger().warning(
+            "lifecycle rule %s (%s) runs by itself (Auto, next run %s): it deletes tags outside acr-gc's gate; "
+            "acr-gc can only verify afterwards", rule.rule_id, rule.scope, rule.next_time or "unknown")
     _table("plan", config, result.per_namespace(), f"Retention plan of {config.target.instance_id}")
     counts = verdicts[verdicts["expired"]].groupby("regenerable_by").size().rename("tags").reset_index()
     _table("gate", config, counts, "How each expired tag can be regenerated ('none' blocks unless allowed)")
@@ -207,13 +267,15 @@ def plan_instance_steps(config: Config) -> PlanResult:
 def apply_forecast(config: Config, inventory: inv.Inventory, planned: pd.DataFrame, result: PlanResult) -> None:
     """Replace the image-size estimate by the exact forecast (DESIGN section 3): manifests read
     through the registry API (cached by digest), blob objects listed in the bucket."""
-    from acr_gc.rules.forecast import forecast, unreferenced_before
+    from acr_gc.rules.forecast import forecast_range, unreferenced_before
     from acr_gc.tasks.forecast import blob_objects, read_manifests
 
     objects_future = blob_objects.submit(config)
     graph = read_manifests(config, inventory.tags)
-    outcome = forecast(planned, graph.manifests, planned["expired"].to_numpy(dtype=bool))
-    result.expected = outcome.expected
-    result.unreadable = outcome.unreadable
+    certain = (planned["certainty"] == rules.CERTAIN).to_numpy(dtype=bool)
+    possible = (planned["certainty"] == rules.POSSIBLE).to_numpy(dtype=bool)
+    low, high = forecast_range(planned, graph.manifests, certain, possible)
+    result.expected, result.expected_max = low.expected, high.expected
+    result.unreadable = high.unreadable
     result.bytes_unreferenced_before, _ = unreferenced_before(objects_future.result(), planned, graph.manifests)
     _table("plan", config, result.per_namespace(), f"Retention plan of {config.target.instance_id} (exact forecast)")

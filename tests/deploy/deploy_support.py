@@ -180,7 +180,10 @@ def config_dict(emu, instance_id: str, root: Path, *, sampling: dict | None = No
     return {
         "target": {"region": "cn-hangzhou", "instance_id": instance_id, "bucket": bucket_of(instance_id),
                    "acr_endpoint": emu.acr_endpoint, "oss_endpoint": emu.oss_endpoint, "credentials": "chain"},
-        "policy": {"allow_unregenerable": [], "regeneration_manifest": None, "accept_never_released": False},
+        "policy": {"allow_unregenerable": [], "regeneration_manifest": None, "accept_never_released": False,
+                   # hand-worked under the emulator's default reading (issue 11 made conservative the default)
+                   "semantics": {"combination": "any-retains", "count_regexp": "count-or-match",
+                                 "regexp_match": "full"}},
         "freeze": {"principals": ["acs:ram::1234567890:user/ci-pusher"], "hold_until": "gc_complete"},
         "gc": {"driver": "emulator", "timeout": "PT5M", "poll_interval": "PT0.2S", "on_timeout": "cancel"},
         "sampling": sampling or {"mode": "scheduled", "interval": "P1D", "day_length": "P1D", "margin_days": 1},

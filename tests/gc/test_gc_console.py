@@ -473,7 +473,10 @@ def test_reclaim_storage_with_the_console_driver_end_to_end(loaded, tmp_path):
     assert summary["state"] == "GC_DONE"
     assert summary["gc"] == {"driver": "console", "task_id": "console-console-123", "state": "SUCCESS",
                              "tags_deleted": 24}
-    assert summary["checks"] == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
+    checks = dict(summary["checks"])
+    # issue 11: which readings agree with the console GC (the emulator plays the default one)
+    assert "any-retains/count-or-match/full" in checks.pop("readings_consistent")
+    assert checks == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
     assert {k: sorted(v) for k, v in tags_left(emu).items()} == expected_left()
     assert emu.truth()["buckets"][BUCKET].get("policy") is None  # thawed: no policy, as before
 

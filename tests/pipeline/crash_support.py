@@ -135,7 +135,9 @@ def write_config(path: Path, emu, workdir: Path, poll_interval: str = "PT1S") ->
     config = {
         "target": {"region": "cn-hangzhou", "instance_id": INSTANCE, "bucket": BUCKET,
                    "acr_endpoint": emu.acr_endpoint, "oss_endpoint": emu.oss_endpoint, "credentials": "chain"},
-        "policy": {"allow_unregenerable": [], "regeneration_manifest": None, "accept_never_released": False},
+        "policy": {"allow_unregenerable": [], "regeneration_manifest": None, "accept_never_released": False,
+                   "semantics": {"combination": "any-retains", "count_regexp": "count-or-match",
+                                 "regexp_match": "full"}},  # hand-worked under the default reading
         "freeze": {"principals": ["ci-pusher"], "hold_until": "gc_complete"},
         "gc": {"driver": "emulator", "timeout": "PT10M", "poll_interval": poll_interval, "on_timeout": "cancel"},
         "sampling": {"mode": "scheduled", "interval": "P1D", "day_length": "P1D", "margin_days": 2},

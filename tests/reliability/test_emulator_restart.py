@@ -107,7 +107,9 @@ def test_run_rides_over_an_emulator_restart_mid_gc(prefect_api_url, tmp_path, mo
         assert truth["instances"][INSTANCE]["tags"] == RUN_RETAINED
         after = truth["buckets"][BUCKET]
         assert after["policy"] == OTHER_POLICY  # the freeze undone: the original, JSON-equal
-        assert summary["checks"] == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
+        checks = dict(summary["checks"])
+        assert "any-retains/count-or-match/full" in checks.pop("readings_consistent")  # issue 11
+        assert checks == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
         assert (after["live_bytes"], after["noncurrent_bytes"]) == (before["live_bytes"] - FREED_BYTES, FREED_BYTES)
         storage = summary["storage"]
         assert (storage["before_bytes"], storage["after_bytes"]) == (before["storage_bytes"], after["storage_bytes"])

@@ -109,7 +109,9 @@ def test_a_run_through_storms_of_throttling_5xx_and_dropped_connections_is_exact
 
     summary = summary_of(folder)
     assert summary["state"] == "GC_DONE"
-    assert summary["checks"] == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
+    checks = dict(summary["checks"])
+    assert "any-retains/count-or-match/full" in checks.pop("readings_consistent")  # issue 11
+    assert checks == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
     assert truth["instances"]["cri-run"]["tags"] == RUN_RETAINED
     assert [t["state"] for t in truth["instances"]["cri-run"]["gc_tasks"]] == ["SUCCESS"]
     assert truth["buckets"]["cri-run-storage"]["policy"] == OTHER_POLICY

@@ -250,7 +250,9 @@ def test_hostile_names_are_inert_lossless_and_gc_deletes_exactly_the_expired(
     summary = summary_of(folder)
     assert summary["state"] == "COMPLETE", summary
     assert summary["gc"]["tags_deleted"] == len(EXPIRED) == 16
-    assert summary["checks"] == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
+    checks = dict(summary["checks"])
+    assert "any-retains/count-or-match/full" in checks.pop("readings_consistent")  # issue 11
+    assert checks == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
     # GC deleted exactly the expired names: the emulator's truth is the hand-worked retained set.
     assert emu.truth()["instances"]["cri-hostile"]["tags"] == RETAINED
 

@@ -172,7 +172,9 @@ def _kill_then_recover(boundary: str, prefect_api_url: str, children, tmp_path: 
 
         summary = cs.read_summary(tmp_path, out)
         assert summary["state"] == "COMPLETE", summary
-        assert summary["checks"] == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
+        checks = dict(summary["checks"])
+        assert "any-retains/count-or-match/full" in checks.pop("readings_consistent")  # issue 11
+        assert checks == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
         assert summary["gc"]["task_id"] == next(iter(seen.task_ids))
         assert summary["storage"]["before_bytes"] == storage_before
         assert summary["storage"]["after_bytes"] == truth["buckets"][cs.BUCKET]["storage_bytes"]

@@ -72,11 +72,15 @@ def test_demo_runs_and_its_files_agree(tmp_path):
     deleted = _rows(folder / "deleted_tags.csv")
     assert summary["plan"]["tags_total"] == len(plan_rows)
     assert summary["plan"]["tags_expired"] == len(expired) == len(deleted) > 0
-    assert summary["gc"]["tags_deleted"] == len(expired)
+    # conservative (issue 11): GC deletes every certain tag and possibly some possible ones
+    certain = [r for r in plan_rows if r["certainty"] == "certain"]
+    assert len(certain) <= summary["gc"]["tags_deleted"] <= len(expired)
     assert {(r["namespace"], r["repo"], r["tag"]) for r in deleted} == {
         (r["namespace"], r["repo"], r["tag"]) for r in expired
     }
-    assert summary["checks"] == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
+    checks = dict(summary["checks"])
+    assert "any-retains/count-or-match/full" in checks.pop("readings_consistent")  # issue 11: the reading played
+    assert checks == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
 
     storage, cost = summary["storage"], summary["cost"]
     assert storage["window_complete"] is True

@@ -86,8 +86,11 @@ def test_build_report_writes_every_file_consistent_with_the_figures(ledger, tmp_
 
     summary = Summary.model_validate_json((folder / "summary.json").read_text())
     assert summary.state == "COMPLETE"
-    assert summary.plan.model_dump() == PLAN and summary.gc.model_dump() == GC
-    assert summary.checks.model_dump() == CHECKS
+    # issue 11 added plan.tags_possible, plan.bytes_expected_max and checks.readings_consistent;
+    # a plan recorded without them reads back with their defaults
+    assert summary.plan.model_dump() == {**PLAN, "tags_possible": 0, "bytes_expected_max": None}
+    assert summary.gc.model_dump() == GC
+    assert summary.checks.model_dump() == {**CHECKS, "readings_consistent": None}
     assert summary.storage.model_dump() == {
         "before_bytes": 10737418240, "after_bytes": 6979321856, "reclaimed_bytes": 3758096384,
         "reclaimed_pct": 35.0, "samples": 7, "window_end": "2024-06-15T00:00:00Z", "window_complete": True,

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from acr_gc.rules import RuleError, plan
+from acr_gc.rules.retention import ALL_READINGS, READING_BITS, Reading
 
 DAY0 = pd.Timestamp("2024-01-01", tz="UTC")
 
@@ -174,7 +175,6 @@ def test_invalid_regexp_in_disabled_rule_is_not_an_error():
     [
         (("r", "GLOBAL", None, None, 1, None, True), "scope must be one of"),
         (("r", "NAMESPACE", None, None, 1, None, True), "lifecycle rule r (scope NAMESPACE): no namespace"),
-        (("r", "REPO", "n", None, 1, None, True), "no repository"),
         (("r", "REPO", "n", "r", -1, None, True), "must not be negative"),
     ],
 )
@@ -187,7 +187,7 @@ def test_output_keeps_index_order_and_columns():
     tags = make_tags([("n", "r", "old", 1), ("n", "r", "new", 2)]).set_axis([10, 20])
     planned = plan(tags, make_rules([("k", "INSTANCE", None, None, 1, None, True)]))
     assert list(planned.index) == [10, 20]
-    assert list(planned.columns) == [*tags.columns, "expired", "retained_by"]
+    assert list(planned.columns) == [*tags.columns, "expired", "certainty", "retained_by", "deleted_max", "deleted_min"]
     assert planned["expired"].tolist() == [True, False]
     assert planned["expired"].dtype == bool
 
@@ -203,8 +203,9 @@ def test_empty_inputs():
 # ---------------------------------------------------------------------------------------
 # Property test: the vectorised planner against a brute-force oracle over python lists.
 
-def oracle(tag_rows: list[tuple[str, str, str, int]], rule_rows: list[tuple]) -> dict[str, tuple[bool, str]]:
-    """DESIGN section 3 read literally, one tag at a time."""
+def oracle(tag_rows: list[tuple[str, str, str, int]], rule_rows: list[tuple],
+           reading: Reading = Reading()) -> dict[str, tuple[bool, str]]:
+    """DESIGN section 3 read literally, one tag at a time, under one reading."""
     repositories: dict[tuple[str, str], list[tuple[str, int]]] = {}
     for namespace, repo, tag, day in tag_rows:
         repositories.setdefault((namespace, repo), []).append((tag, day))
@@ -218,20 +219,35 @@ def oracle(tag_rows: list[tuple[str, str, str, int]], rule_rows: list[tuple]) ->
             if (
                 scope == "INSTANCE"
                 or (scope == "NAMESPACE" and rule_ns == namespace)
-                or (scope == "REPO" and rule_ns == namespace and rule_repo == repo)
+                or (scope == "REPO" and rule_ns == namespace and rule_repo in (repo, None))
             ):
                 applying.append((rule_id, count, regexp))
-        for position, (tag, _day) in enumerate(ordered):
-            retaining = []
-            for rule_id, count, regexp in applying:
-                by_count = count is not None and position < count
-                by_regexp = regexp is not None and re.fullmatch(regexp, tag) is not None
-                if by_count or by_regexp:
-                    retaining.append(rule_id)
+        kept_by: dict[str, set[str]] = {rule_id: set() for rule_id, _, _ in applying}
+        for rule_id, count, regexp in applying:
+            def matches(tag: str) -> bool:
+                if regexp is None:
+                    return False
+                found = re.fullmatch(regexp, tag) if reading.regexp_match == "full" else re.search(regexp, tag)
+                return found is not None
+            if reading.count_regexp == "count-or-match":
+                for position, (tag, _day) in enumerate(ordered):
+                    if (count is not None and position < count) or matches(tag):
+                        kept_by[rule_id].add(tag)
+            else:
+                among = [tag for tag, _day in ordered if regexp is None or matches(tag)]
+                if regexp is None:
+                    among = among[: count or 0]
+                elif count is not None:
+                    among = among[:count]
+                kept_by[rule_id].update(among)
+        for tag, _day in ordered:
+            retaining = [rule_id for rule_id, _, _ in applying if tag in kept_by[rule_id]]
             if not applying:
                 result[f"{namespace}/{repo}:{tag}"] = (False, "no-rule")
-            else:
+            elif reading.combination == "any-retains":
                 result[f"{namespace}/{repo}:{tag}"] = (not retaining, ",".join(retaining))
+            else:
+                result[f"{namespace}/{repo}:{tag}"] = (len(retaining) < len(applying), ",".join(retaining))
     return result
 
 
@@ -244,7 +260,7 @@ repositories = st.dictionaries(st.tuples(st.sampled_from(NAMES), st.sampled_from
 rule = st.tuples(
     st.sampled_from(["INSTANCE", "NAMESPACE", "REPO"]),
     st.sampled_from(NAMES),
-    st.sampled_from(["x", "y"]),
+    st.sampled_from(["x", "y", "*"]),  # "*": REPO scope without RepoName
     st.one_of(st.none(), st.just(0), st.integers(1, 4)),
     st.sampled_from(REGEXPS),
     st.booleans(),
@@ -262,7 +278,7 @@ def test_plan_matches_brute_force_oracle(repos, raw_rules):
                 f"r{i}",
                 scope,
                 None if scope == "INSTANCE" else ns,
-                repo if scope == "REPO" else None,
+                repo if scope == "REPO" and repo != "*" else None,
                 count,
                 regexp,
                 enabled,
@@ -270,3 +286,41 @@ def test_plan_matches_brute_force_oracle(repos, raw_rules):
         )
     planned = plan(make_tags(tag_rows), make_rules(rule_rows))
     assert verdicts(planned) == oracle(tag_rows, rule_rows)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(repositories, st.lists(rule, max_size=5))
+def test_every_reading_matches_the_oracle_and_certainty_is_their_agreement(repos, raw_rules):
+    """Each reading's bit against the oracle under that reading; a planned set of readings
+    gives expired = any of them, certain = all of them."""
+    tag_rows = [(ns, repo, tag, day) for (ns, repo), items in repos.items() for tag, day in items]
+    rule_rows = [
+        (f"r{i}", scope, None if scope == "INSTANCE" else ns, repo if scope == "REPO" and repo != "*" else None,
+         count, regexp, enabled)
+        for i, (scope, ns, repo, count, regexp, enabled) in enumerate(raw_rules)
+    ]
+    planned = plan(make_tags(tag_rows), make_rules(rule_rows), readings=None)
+    keys = [f"{r.namespace}/{r.repo}:{r.tag}" for r in planned.itertuples(index=False)]
+    expected = {reading: oracle(tag_rows, rule_rows, reading) for reading in ALL_READINGS}
+    for reading in ALL_READINGS:
+        bit = READING_BITS[reading]
+        got = dict(zip(keys, (planned["deleted_max"].to_numpy() & bit) != 0))
+        assert got == {key: verdict[0] for key, verdict in expected[reading].items()}, reading.name
+    assert (planned["deleted_max"] == planned["deleted_min"]).all()  # no policies: no doubt within a reading
+    for key, expired, certainty in zip(keys, planned["expired"], planned["certainty"]):
+        votes = [expected[reading][key][0] for reading in ALL_READINGS]
+        assert expired == any(votes)
+        assert certainty == ("certain" if all(votes) else "possible" if any(votes) else "")
+    pinned = Reading("each-rule", "count-among-matching", "partial")
+    one = plan(make_tags(tag_rows), make_rules(rule_rows), readings=[pinned])
+    assert not (one["certainty"] == "possible").any()
+    assert dict(zip(keys, one["expired"])) == {k: v[0] for k, v in expected[pinned].items()}
+
+
+def test_repo_scope_without_repo_name_covers_every_repository_of_the_namespace():
+    rules = make_rules([("r", "REPO", "a", None, 1, None, True)])
+    assert verdicts(plan(THREE_REPOS, rules)) == {
+        "a/x:t1": (False, "r"), "a/x:t2": (True, ""), "a/x:t3": (True, ""),
+        "a/y:t1": (False, "r"), "a/y:t2": (True, ""), "a/y:t3": (True, ""),
+        "b/z:t1": (False, "no-rule"), "b/z:t2": (False, "no-rule"), "b/z:t3": (False, "no-rule"),
+    }
