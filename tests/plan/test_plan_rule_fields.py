@@ -162,6 +162,7 @@ def _plan(emu, tmp_path: Path, monkeypatch, instance_id: str, **policy):
         "policy": {"max_delete_share": 1.0, **policy},
         "report": {"out_dir": str(tmp_path / "out")},
         "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
+        "freeze": {"principals": ["acs:ram::1001:user/pusher"]},
         "api": {"qps": 100, "concurrency": 2, "retries": 2},
     })
     return plan_instance(config)
