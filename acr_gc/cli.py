@@ -124,21 +124,25 @@ def plan_command(
 ) -> None:
     """Inventory, retention plan and regenerability gate; changes nothing.
 
-    Exit 0 when the gate passes, 3 when it blocks (the blocking tags are listed), 2 on
-    bad input.
+    Exit 0 when the gate passes, 3 when it blocks (the blocking tags are listed) or the
+    bucket's storage would never drop, 2 on bad input.
     """
     config = _with_out(_load(config_path), out)
     _preflight_or_exit(config)
 
     from acr_gc.flows.plan import plan_instance
-    from acr_gc.reports.console import print_blocking, print_plan_table
+    from acr_gc.reports.console import print_blocking, print_plan_table, printable
 
     outcome = plan_instance(config)
     print_plan_table(outcome.result)
     if not outcome.result.gate.passed:
         print_blocking(outcome.result.gate.blocking)
+    if outcome.bucket_blocked:  # rule ids come from the bucket: printable
+        typer.echo(f"blocked: {printable(outcome.bucket_blocked)}")
+    elif outcome.window is not None:
+        typer.echo(f"release window: {outcome.window.days} day(s) after GC ({printable(outcome.window.reason)})")
     typer.echo(str(outcome.folder))
-    raise typer.Exit(0 if outcome.result.gate.passed else 3)
+    raise typer.Exit(0 if outcome.passed else 3)
 
 
 def _with_out(config, out: Optional[Path]):

@@ -44,6 +44,7 @@ class EmulatorState:
             dataset.buckets, now, region_of={inst.bucket: inst.region for inst in dataset.instances}
         )
         self.registry = Registry.from_dataset(dataset, self.storage, now)
+        self.storage.start_history()  # the loaded state is the stat history's starting point
 
     def reset(self) -> None:
         self.load(self.dataset)
