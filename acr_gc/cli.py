@@ -39,6 +39,8 @@ def emulator_serve(
     fault_rate: Optional[float] = typer.Option(None, "--fault-rate", help="share of requests answered 503 or dropped [0]"),
     seed: Optional[int] = typer.Option(None, "--seed", help="[0]"),
     gc_tags_per_second: float = typer.Option(200.0, "--gc-tags-per-second"),
+    stat_delay_hours: Optional[float] = typer.Option(
+        None, "--stat-delay-hours", help="GetBucketStat answers the figures of this many emulated hours ago [0]"),
 ) -> None:
     """Serve the emulator; prints one JSON line with the endpoints when ready.
 
@@ -51,7 +53,7 @@ def emulator_serve(
     if (dataset is None) == (restore is None):
         fail("give exactly one of --dataset FILE and --restore FILE")
     state_flags = {"--day-seconds": day_seconds, "--latency-ms": latency_ms, "--qps": qps,
-                   "--fault-rate": fault_rate, "--seed": seed}  # fmt: skip
+                   "--fault-rate": fault_rate, "--seed": seed, "--stat-delay-hours": stat_delay_hours}  # fmt: skip
     dump = None
     if restore is not None:
         given = [flag for flag, value in state_flags.items() if value is not None]
@@ -77,7 +79,10 @@ def emulator_serve(
         fault_rate=fault_rate or 0.0,
         seed=seed or 0,
         gc_tags_per_second=gc_tags_per_second,
+        stat_delay_hours=stat_delay_hours or 0.0,
     )
+    if options.stat_delay_hours < 0:
+        fail("--stat-delay-hours must be >= 0")
     if not 0 <= options.fault_rate < 1:
         fail("--fault-rate must be in [0, 1)")
     if options.day_seconds <= 0:

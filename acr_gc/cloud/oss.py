@@ -36,10 +36,15 @@ MAX_KEYS = 1000
 
 @dataclass(frozen=True)
 class BucketStat:
+    """GetBucketStat's figures. OSS computes them periodically (they lag by an hour or
+    more): ``taken_at`` is when they hold — their ``LastModifiedTime`` — and only without
+    one the time of the answer (its ``Date``). ``asked_at`` is the answer's ``Date``."""
+
     storage_bytes: int
     object_count: int
-    taken_at: datetime  # when we took it (aware UTC)
+    taken_at: datetime  # when the figures hold (aware UTC)
     last_modified: datetime | None = None  # the service's own stat time, when given
+    asked_at: datetime | None = None  # the cloud's clock when it answered
 
 
 @dataclass(frozen=True)
@@ -214,13 +219,15 @@ class OssClient:
     def bucket_stat(self) -> BucketStat:
         response = self._execute("GetBucketStat", "GET", "/?stat")
         stat = (response.get("body") or {}).get("BucketStat") or {}
-        taken_at = _response_date(response) or datetime.now(timezone.utc)
+        asked_at = _response_date(response)
         last = _int(stat.get("LastModifiedTime"))
+        last_modified = datetime.fromtimestamp(last, tz=timezone.utc) if last else None
         return BucketStat(
             storage_bytes=_int(stat.get("Storage"), 0) or 0,
             object_count=_int(stat.get("ObjectCount"), 0) or 0,
-            taken_at=taken_at,
-            last_modified=datetime.fromtimestamp(last, tz=timezone.utc) if last else None,
+            taken_at=last_modified or asked_at or datetime.now(timezone.utc),
+            last_modified=last_modified,
+            asked_at=asked_at,
         )
 
     def bucket_info(self) -> BucketInfo:

@@ -49,6 +49,7 @@ class EmulatorProcess:
         fault_rate: float | None = None,
         seed: int | None = None,
         gc_tags_per_second: float | None = None,
+        stat_delay_hours: float | None = None,
         startup_timeout: float = 30.0,
         python: str = sys.executable,
     ):
@@ -77,6 +78,7 @@ class EmulatorProcess:
             ("--fault-rate", fault_rate),
             ("--seed", seed),
             ("--gc-tags-per-second", gc_tags_per_second),
+            ("--stat-delay-hours", stat_delay_hours),
         ):
             if value is not None:
                 args += [flag, str(value)]
@@ -174,11 +176,14 @@ class EmulatorProcess:
         return self._call("POST", "clock/advance", {"days": days})
 
     def set_faults(self, **changes: Any) -> dict:
-        """Partial update: fault_rate, latency_ms, qps, gc_fail_after_tags, seed, hold ({"action", "skip"} or None)."""
+        """Partial update: fault_rate, latency_ms, qps, gc_fail_after_tags, seed, hold ({"action", "skip"} or None),
+        business_error_rate, business_error_codes, stat_delay_hours."""
         return self._call("POST", "faults", changes)
 
-    def truth(self) -> dict:
-        return self._call("GET", "truth")
+    def truth(self, at: str | None = None) -> dict:
+        """GET /_emulator/truth; with ``at`` (ISO-8601) each bucket also carries ``stat_at``:
+        its GetBucketStat figures as of that emulated moment."""
+        return self._call("GET", "truth" if at is None else f"truth?at={at}")
 
     def dump(self) -> dict:
         """The complete state (GET /_emulator/dump), for ``restore`` here or in a new process."""

@@ -45,7 +45,7 @@ from acr_gc.tasks.gc_run import _record as record_gc_status
 from acr_gc.tasks.gc_run import adopt_gc, start_gc, watch_gc
 from acr_gc.tasks.planning import list_repositories, list_tags, plan_instance_steps
 from acr_gc.tasks.preflight import BadInput, preflight
-from acr_gc.tasks.sampling import sample_bucket, sample_until
+from acr_gc.tasks.sampling import baseline_sample, sample_bucket, sample_until
 from acr_gc.tasks.takeover import Inherited, take_over_dead_runs
 
 log = logging.getLogger(__name__)
@@ -243,8 +243,9 @@ def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, 
         summary.storage.window_end = end.strftime("%Y-%m-%dT%H:%M:%SZ") if end else None
         journal.update_run(window_end=end)
         after = sample_bucket(config, ledger, run_id, "after")
-        summary.storage.samples += 1
-        summary.storage.after_bytes = after.storage_bytes
+        if after is not None:  # None: the lagging statistics predate the series' latest sample
+            summary.storage.samples += 1
+            summary.storage.after_bytes = after.storage_bytes
 
         if len(verification.unexpected):
             listed = ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in verification.unexpected.itertuples())
@@ -338,7 +339,7 @@ def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, 
 def _baseline(config: Config, ledger: Ledger, run_id: str, inherited: Inherited | None) -> Sample:
     """The storage before GC: measured now, or — taking over a killed run's GC — that run's."""
     if inherited is None:
-        return sample_bucket(config, ledger, run_id, "before")
+        return baseline_sample(config, ledger, run_id)
     kept = inherited.before
     with ledger.session() as session:
         copy = Sample(run_id=run_id, bucket=kept.bucket, taken_at=kept.taken_at, storage_bytes=kept.storage_bytes,
