@@ -10,9 +10,10 @@ moment (:attr:`acr_gc.cloud.oss.BucketStat.taken_at`), never by the request:
   ``sampling.stat_wait_max`` of cloud time, then a clear error; nothing has changed yet);
 * the release window closes only on a sample whose figures date from after its end
   (:func:`sample_until`, and the report's figures, compare ``taken_at``);
-* an answer whose figures are older than (or as old as) the run's latest sample adds
-  nothing to the series: it is kept out. One strictly older ("time went backwards") is
-  stored with phase ``stale`` — out of the series, counted in the report's caveats.
+* an answer whose figures are older than the run's latest sample ("time went backwards":
+  OSS served an older computation) is kept out of the series: stored with phase
+  ``stale``, counted in the report's caveats. One as old as the latest is a repeat of the
+  same computation (LastModifiedTime has whole seconds) and is kept.
 """
 
 from __future__ import annotations
@@ -56,15 +57,14 @@ def _record(config: Config, ledger: Ledger, run_id: str, stat: BucketStat, phase
 
 @task(name="sample-bucket", cache_policy=NO_CACHE)
 def sample_bucket(config: Config, ledger: Ledger, run_id: str, phase: str) -> Sample | None:
-    """One sample into the run's series; None when the figures are not newer than the
-    run's latest sample (kept out; stored as ``stale`` when strictly older)."""
+    """One sample into the run's series; None when its figures are older than the run's
+    latest sample (then kept out: stored as ``stale``)."""
     stat = oss_client(config).bucket_stat()
     latest = _latest_time(ledger, run_id)
-    if latest is not None and stat.taken_at <= latest:
-        if stat.taken_at < latest:
-            _record(config, ledger, run_id, stat, STALE_PHASE)
-            log.warning("bucket statistics went back in time (figures of %s, after a sample of %s): kept out of "
-                        "the series", stat.taken_at.isoformat(), latest.isoformat())
+    if latest is not None and stat.taken_at < latest:
+        _record(config, ledger, run_id, stat, STALE_PHASE)
+        log.warning("bucket statistics went back in time (figures of %s, after a sample of %s): kept out of "
+                    "the series", stat.taken_at.isoformat(), latest.isoformat())
         return None
     return _record(config, ledger, run_id, stat, phase)
 
