@@ -83,6 +83,12 @@ def baseline_sample(config: Config, ledger: Ledger, run_id: str) -> Sample:
     stat = oss.bucket_stat()
     cover = stat.asked_at or stat.taken_at
     limit = config.sampling.stat_wait_max
+    if cover - stat.taken_at > limit:  # no point waiting: they would not catch up in time
+        raise StatisticsLate(
+            f"bucket {config.target.bucket}: GetBucketStat's figures are from {_iso(stat.taken_at)}, "
+            f"{cover - stat.taken_at} behind the cloud's clock ({_iso(cover)}), more than sampling.stat_wait_max; "
+            "nothing was changed: run again later or raise sampling.stat_wait_max"
+        )
     while stat.taken_at < cover:
         now = stat.asked_at or cover
         if now - cover >= limit:

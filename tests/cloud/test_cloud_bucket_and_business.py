@@ -206,7 +206,14 @@ def test_the_baseline_waits_until_the_statistics_cover_its_moment(emulator, tmp_
     assert sample.phase == "before"
 
 
-def test_a_baseline_whose_statistics_stay_late_stops_with_one_clear_line(emulator, tmp_path, monkeypatch):
+@pytest.mark.parametrize("wait_max, words", [
+    ("PT1H", "behind the cloud's clock"),  # 30 h behind already: no point waiting
+    ("PT31H", "after waiting"),            # worth waiting, but the statistics fall further behind
+])
+def test_a_baseline_whose_statistics_stay_late_stops_with_one_clear_line(emulator, tmp_path, monkeypatch,
+                                                                        wait_max, words):
+    import threading
+
     from acr_gc.cloud.credentials import reset_chain
     from acr_gc.tasks.sampling import StatisticsLate, baseline_sample
 
@@ -215,14 +222,20 @@ def test_a_baseline_whose_statistics_stay_late_stops_with_one_clear_line(emulato
     reset_chain()
     emulator.load(dataset())
     emulator.set_faults(stat_delay_hours=30)
-    config, ledger = _sampling_setup(emulator, tmp_path, stat_wait_max="PT1H")
+    config, ledger = _sampling_setup(emulator, tmp_path, stat_wait_max=wait_max)
 
-    timer = _advance_soon(emulator, 0.5)  # 12 h pass: more than the 1 h allowed, less than the 30 h lag
+    def stuck_statistics():  # 36 h pass and OSS's statistics stop: the lag grows to 66 h
+        emulator.set_faults(stat_delay_hours=66)
+        emulator.advance_clock(1.5)
+
+    timer = threading.Timer(0.3, stuck_statistics)
+    timer.start()
     with pytest.raises(StatisticsLate) as caught:
         baseline_sample.fn(config, ledger, "r1")
     timer.join()
     message = str(caught.value)
     assert "\n" not in message and "sampling.stat_wait_max" in message and "nothing was changed" in message
+    assert words in message, message
 
 
 def test_a_sample_whose_time_goes_backwards_is_kept_out_and_counted(emulator, tmp_path, monkeypatch):

@@ -441,7 +441,10 @@ class RecordingProxy:
                     conn.request(self.command, self.path, body=body, headers=headers)
                     response = conn.getresponse()
                     data = response.read()
-                    self.send_response(response.status, response.reason)
+                    # send_response would add this machine's Date and a Server header: the
+                    # emulator's own (its Date is on the emulated clock) must pass alone
+                    self.log_request(response.status)
+                    self.send_response_only(response.status, response.reason)
                     for key, value in response.getheaders():
                         if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
                             self.send_header(key, value)
