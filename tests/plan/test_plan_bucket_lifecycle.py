@@ -63,17 +63,19 @@ def dataset(rule: dict) -> dict:
 NEVER = [
     ("tag", {"tags": [{"key": "tier", "value": "cold"}]}, "only on objects tagged tier=cold", False),
     ("not", {"not": {"prefix": "docker/registry/v2/blobs/"}}, "Filter/Not leaves out objects under", False),
+    ("size", {"object_size_greater_than": 1024}, "objects of > 1024 bytes", False),
+    ("disabled", {"status": "Disabled"}, "it is Disabled", False),
+]
+# the careful cases run the plan flow in this process (the CLI's exit code is shown above)
+CAREFUL = [
     ("not-tagged", {"not": {"prefix": "docker/", "tags": [{"key": "keep", "value": "yes"}]}}, "tagged keep=yes",
      True),
-    ("size", {"object_size_greater_than": 1024}, "objects of > 1024 bytes", False),
     ("created-before", {"created_before_date": "2026-06-01T00:00:00Z"}, "created before 2026-06-01", True),
-    ("disabled", {"status": "Disabled"}, "it is Disabled", False),
 ]
 
 
-def _plan(emulator, plan_cli, prefect_api_url, tmp_path: Path, rule: dict):
-    emulator.load(dataset(rule))
-    config = {
+def _config(emulator, tmp_path: Path) -> dict:
+    return {
         "target": {"region": "cn-hangzhou", "instance_id": "cri-lc", "bucket": "cri-lc-storage",
                    "acr_endpoint": emulator.acr_endpoint, "oss_endpoint": emulator.oss_endpoint,
                    "credentials": "chain"},
@@ -81,8 +83,12 @@ def _plan(emulator, plan_cli, prefect_api_url, tmp_path: Path, rule: dict):
         "report": {"out_dir": str(tmp_path / "out")},
         "api": {"retries": 2},
     }
+
+
+def _plan(emulator, plan_cli, prefect_api_url, tmp_path: Path, rule: dict):
+    emulator.load(dataset(rule))
     path = tmp_path / "plan.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    path.write_text(yaml.safe_dump(_config(emulator, tmp_path)), encoding="utf-8")
     before = emulator.truth()
     result = plan_cli.run(["plan", "--config", str(path)], plan_cli.env(prefect_api_url, AK, SECRET))
     after = emulator.truth()
@@ -106,6 +112,25 @@ def test_a_rule_that_can_miss_the_registry_leaves_storage_never_released(
 
     # The emulated OSS agrees (but for the two careful cases): after GC deletes s1 and the
     # rule's days pass, its data is still billed as noncurrent versions.
+    assert (_noncurrent_after_gc(emulator, gc_call, acr_client) == 0) is emulator_releases
+
+
+@pytest.mark.parametrize("case, rule, why, emulator_releases", CAREFUL, ids=[c[0] for c in CAREFUL])
+def test_careful_readings_block_the_plan_too(emulator, prefect_api_url, tmp_path, monkeypatch, gc_call, acr_client,
+                                             case, rule, why, emulator_releases):
+    from acr_gc.cloud.credentials import reset_chain
+    from acr_gc.config import Config
+    from acr_gc.flows.plan import plan_instance
+
+    emulator.load(dataset(rule))
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", AK)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
+    reset_chain()
+    outcome = plan_instance(Config.model_validate(_config(emulator, tmp_path)))
+
+    assert not outcome.passed and outcome.window.never_released
+    assert "never released" in outcome.bucket_blocked and why in outcome.bucket_blocked, outcome.bucket_blocked
+    assert yaml.safe_load((outcome.folder / "summary.json").read_text(encoding="utf-8"))["state"] == "BLOCKED"
     assert (_noncurrent_after_gc(emulator, gc_call, acr_client) == 0) is emulator_releases
 
 
