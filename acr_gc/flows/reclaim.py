@@ -197,6 +197,7 @@ def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, 
             driver = make_driver(config, expired[["namespace", "repo", "repo_id", "tag"]])
             check_whitelist(config, driver)
             window = check_bucket(config)
+            before = _baseline(config, ledger, run_id, inherited)  # may wait for lagging statistics
         except (BadInput, CheckFailed) as exc:
             logger.error("run blocked before any change: %s", printable(str(exc)))
             journal.finish("BLOCKED", str(exc))
@@ -204,7 +205,6 @@ def _reclaim(config: Config, ledger: Ledger, run_id: str, lease: InstanceLease, 
 
         # ---- the change: freeze, GC, watch ------------------------------------------------
         save_plan(ledger, run_id, verdicts)  # before any change: a run taking over needs it
-        before = _baseline(config, ledger, run_id, inherited)
         summary.storage = StorageSummary(before_bytes=before.storage_bytes, samples=1)
         _write_deleted_tags(expired, journal)
         summary.gc = GcSummary(driver=driver.name)

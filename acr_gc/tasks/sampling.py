@@ -31,13 +31,15 @@ from acr_gc.cloud.oss import BucketStat
 from acr_gc.config import Config
 from acr_gc.ledger import Ledger, Sample
 from acr_gc.rules.figures import STALE_PHASE
+from acr_gc.tasks.checks import CheckFailed
 
 log = logging.getLogger(__name__)
 
 
 
-class StatisticsLate(RuntimeError):
-    """GetBucketStat's figures did not reach the moment the baseline must cover in time."""
+class StatisticsLate(CheckFailed):
+    """GetBucketStat's figures did not reach the moment the baseline must cover in time:
+    the run stops BLOCKED before any change (the baseline is its last check)."""
 
 
 def _latest_time(ledger: Ledger, run_id: str) -> datetime | None:
