@@ -74,6 +74,8 @@ def emulator_serve(
     count_regexp: str = typer.Option("count-or-match", "--count-regexp",
                                      help="count-or-match | count-among-matching"),
     regexp_match: str = typer.Option("full", "--regexp-match", help="full | partial"),
+    stat_delay_hours: Optional[float] = typer.Option(
+        None, "--stat-delay-hours", help="GetBucketStat answers the figures of this many emulated hours ago [0]"),
 ) -> None:
     """Serve the emulator; prints one JSON line with the endpoints when ready.
 
@@ -92,7 +94,7 @@ def emulator_serve(
     if (dataset is None) == (restore is None):
         fail("give exactly one of --dataset FILE and --restore FILE")
     state_flags = {"--day-seconds": day_seconds, "--latency-ms": latency_ms, "--qps": qps,
-                   "--fault-rate": fault_rate, "--seed": seed}  # fmt: skip
+                   "--fault-rate": fault_rate, "--seed": seed, "--stat-delay-hours": stat_delay_hours}  # fmt: skip
     dump = None
     if restore is not None:
         given = [flag for flag, value in state_flags.items() if value is not None]
@@ -122,7 +124,10 @@ def emulator_serve(
         combination=combination,
         count_regexp=count_regexp,
         regexp_match=regexp_match,
+        stat_delay_hours=stat_delay_hours or 0.0,
     )
+    if options.stat_delay_hours < 0:
+        fail("--stat-delay-hours must be >= 0")
     if not 0 <= options.fault_rate < 1:
         fail("--fault-rate must be in [0, 1)")
     if options.day_seconds <= 0:
@@ -169,8 +174,8 @@ def plan_command(
 ) -> None:
     """Inventory, retention plan and regenerability gate; changes nothing.
 
-    Exit 0 when the gate passes, 3 when it blocks (the blocking tags are listed), 2 on
-    bad input.
+    Exit 0 when the gate passes, 3 when it blocks (the blocking tags are listed) or the
+    bucket's storage would never drop, 2 on bad input.
     """
     _start_prefect_api()
     config = _with_out(_load(config_path), out)
@@ -186,8 +191,12 @@ def plan_command(
         print_blocking(outcome.result.gate.blocking)
     if outcome.result.gate.blast_radius:
         typer.echo(printable(f"gate BLOCKED: {outcome.result.gate.blast_radius}"), err=True)
+    if outcome.bucket_blocked:  # rule ids come from the bucket: printable
+        typer.echo(f"blocked: {printable(outcome.bucket_blocked)}")
+    elif outcome.window is not None:
+        typer.echo(f"release window: {outcome.window.days} day(s) after GC ({printable(outcome.window.reason)})")
     typer.echo(str(outcome.folder))
-    raise typer.Exit(0 if outcome.result.gate.passed else 3)
+    raise typer.Exit(0 if outcome.passed else 3)
 
 
 @app.command("forecast")

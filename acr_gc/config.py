@@ -195,6 +195,8 @@ class Sampling(_Section):
     day_length: Duration = timedelta(days=1)
     margin_days: Int = Field(default=2, ge=0)
     window_days: Int | None = Field(default=None, ge=0)
+    # cloud time the baseline may wait for GetBucketStat's lagging figures to cover its moment
+    stat_wait_max: Duration = timedelta(days=2)
 
 
 class Report(_Section):

@@ -314,7 +314,7 @@ class AcrClient:
             ):
                 code = str(body.get("Code") or "Unknown")
                 c = Classified(code, 200, str(body.get("Message") or ""), _str(body.get("RequestId")),
-                               classify_code(code, None))
+                               classify_code(code, 200))
                 raise to_cloud_error(c, SERVICE, action, resource)
             return body
 

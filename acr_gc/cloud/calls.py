@@ -46,7 +46,7 @@ class CallStats:
     retries: int = 0  # attempts after the first
     throttled_retries: int = 0  # retries caused by throttling
     failures: int = 0  # calls that raised in the end
-    by_kind: dict[str, int] = field(default_factory=dict)  # retried failure kinds
+    by_kind: dict[str, int] = field(default_factory=dict)  # retried failures: throttled, server, network, business
     by_action: dict[str, int] = field(default_factory=dict)  # logical calls per "SERVICE:Action"
     by_scope: dict[str, int] = field(default_factory=dict)  # logical calls per instance or bucket
 
@@ -227,7 +227,7 @@ def call(
         if isinstance(exc, _Attempt):
             throttled = exc.error.kind == "throttled"
             _bump(retries=1, throttled_retries=1 if throttled else 0)
-            _bump_kind(exc.error.kind if exc.error.kind != "unavailable" else _unavail_kind(exc.error))
+            _bump_kind(_retry_kind(exc.error))
             log.debug("retrying %s %s on %s after %s (attempt %d)", service, action, resource,
                       exc.error.code, state.attempt_number)
 
@@ -248,8 +248,14 @@ def call(
         raise err from None
 
 
-def _unavail_kind(err: CloudError) -> str:
-    return "server" if err.http_status else "network"
+def _retry_kind(err: CloudError) -> str:
+    """What a retry is counted as: ``business`` for an error inside an HTTP 200 (IsSuccess
+    false), else throttled, server (5xx) or network."""
+    if err.http_status == 200:
+        return "business"
+    if err.kind == "unavailable":
+        return "server" if err.http_status else "network"
+    return err.kind
 
 
 def _inner(exc: BaseException) -> BaseException:

@@ -23,8 +23,10 @@ alibabacloud-gateway-oss 0.0.30), found by reading the venv and provoking each c
   ``__context__``) and the client wraps that in ``UnretryableException``.
 * A 2xx body that is not valid JSON/XML (e.g. cut short): ``ValueError`` /
   ``JSONDecodeError`` / ``xml.parsers.expat.ExpatError`` wrapped the same way.
-* ACR EE may also answer HTTP 200 with ``{"IsSuccess": false, "Code": ...}``; the ACR
-  adapter feeds that through :func:`classify_code` too.
+* ACR EE may also answer HTTP 200 with ``{"IsSuccess": false, "Code": ...}`` (a business
+  error); the ACR adapter feeds that through :func:`classify_code` with the status 200.
+  The transient codes (``SystemError``, ``Throttling*``, ``ServiceUnavailable`` …) are
+  retried like a 5xx or a throttle; every other code is a one-line error at once.
 """
 
 from __future__ import annotations
@@ -202,6 +204,17 @@ _THROTTLE_CODES = {
     "ServiceUnavailable.Throttling",
     "TooManyRequests",
 }
+# server-side trouble that passes: retried whatever HTTP status carried it (a 200 included)
+_TRANSIENT_CODES = {
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalServerError",
+    "SystemError",
+    "SYSTEM_ERROR",
+    "SystemBusy",
+    "ServiceBusy",
+    "ServiceTimeout",
+}
 _NOT_FOUND_CODES = {
     "REPO_NOT_EXIST",
     "TAG_NOT_EXIST",
@@ -256,7 +269,7 @@ def classify_code(code: str | None, http_status: int | None) -> str:
         return "auth"
     if http_status == 403:
         return "forbidden"
-    if http_status is None and c in ("ServiceUnavailable", "InternalError", "InternalServerError"):
+    if (http_status is None or http_status < 300) and c in _TRANSIENT_CODES:
         return "server"
     return "client"
 

@@ -36,10 +36,15 @@ MAX_KEYS = 1000
 
 @dataclass(frozen=True)
 class BucketStat:
+    """GetBucketStat's figures. OSS computes them periodically (they lag by an hour or
+    more): ``taken_at`` is when they hold — their ``LastModifiedTime`` — and only without
+    one the time of the answer (its ``Date``). ``asked_at`` is the answer's ``Date``."""
+
     storage_bytes: int
     object_count: int
-    taken_at: datetime  # when we took it (aware UTC)
+    taken_at: datetime  # when the figures hold (aware UTC)
     last_modified: datetime | None = None  # the service's own stat time, when given
+    asked_at: datetime | None = None  # the cloud's clock when it answered
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,20 @@ class BucketInfo:
 
 @dataclass(frozen=True)
 class LifecycleRule:
+    """One rule of GetBucketLifecycle, every element that limits which objects it acts on
+    included (the release window must know whether the registry's objects can escape it)."""
+
     id: str
     prefix: str
     status: str  # Enabled | Disabled
     expiration_days: int | None
     noncurrent_days: int | None
+    tags: tuple[tuple[str, str], ...] = ()  # rule-level Tag elements: only objects carrying all
+    # Filter/Not elements, (Prefix, Tags) each: objects under the prefix (with the tags) left out
+    nots: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    object_size_greater_than: int | None = None  # Filter/ObjectSizeGreaterThan
+    object_size_less_than: int | None = None  # Filter/ObjectSizeLessThan
+    created_before_date: str | None = None  # Expiration/CreatedBeforeDate
 
     @property
     def enabled(self) -> bool:
@@ -205,13 +219,15 @@ class OssClient:
     def bucket_stat(self) -> BucketStat:
         response = self._execute("GetBucketStat", "GET", "/?stat")
         stat = (response.get("body") or {}).get("BucketStat") or {}
-        taken_at = _response_date(response) or datetime.now(timezone.utc)
+        asked_at = _response_date(response)
         last = _int(stat.get("LastModifiedTime"))
+        last_modified = datetime.fromtimestamp(last, tz=timezone.utc) if last else None
         return BucketStat(
             storage_bytes=_int(stat.get("Storage"), 0) or 0,
             object_count=_int(stat.get("ObjectCount"), 0) or 0,
-            taken_at=taken_at,
-            last_modified=datetime.fromtimestamp(last, tz=timezone.utc) if last else None,
+            taken_at=last_modified or asked_at or datetime.now(timezone.utc),
+            last_modified=last_modified,
+            asked_at=asked_at,
         )
 
     def bucket_info(self) -> BucketInfo:
@@ -245,15 +261,22 @@ class OssClient:
         for rule in _as_list(conf.get("Rule") if isinstance(conf, dict) else None):
             expiration = rule.get("Expiration") or {}
             noncurrent = rule.get("NoncurrentVersionExpiration") or {}
+            filters = rule.get("Filter") if isinstance(rule.get("Filter"), dict) else {}
             prefix = rule.get("Prefix")
-            if prefix is None and isinstance(rule.get("Filter"), dict):
-                prefix = rule["Filter"].get("Prefix")
+            if prefix is None:
+                prefix = filters.get("Prefix")
             rules.append(LifecycleRule(
                 id=str(rule.get("ID") or ""),
                 prefix=str(prefix or ""),
                 status=str(rule.get("Status") or ""),
                 expiration_days=_int(expiration.get("Days")) if isinstance(expiration, dict) else None,
                 noncurrent_days=_int(noncurrent.get("NoncurrentDays")) if isinstance(noncurrent, dict) else None,
+                tags=_tags(rule.get("Tag")) + _tags(filters.get("Tag")),
+                nots=tuple((str(n.get("Prefix") or ""), _tags(n.get("Tag")))
+                           for n in _as_list(filters.get("Not")) if isinstance(n, dict)),
+                object_size_greater_than=_int(filters.get("ObjectSizeGreaterThan")),
+                object_size_less_than=_int(filters.get("ObjectSizeLessThan")),
+                created_before_date=_created_before(rule),
             ))
         return rules
 
@@ -344,6 +367,19 @@ class OssClient:
 
     def list_objects(self, prefix: str | None = None, max_keys: int = MAX_KEYS) -> list[ObjectInfo]:
         return [o for page in self.iter_object_pages(prefix, max_keys) for o in page]
+
+
+def _tags(value: Any) -> tuple[tuple[str, str], ...]:
+    """``<Tag><Key/><Value/></Tag>`` elements (one parses as a dict, several as a list)."""
+    return tuple((str(t.get("Key") or ""), str(t.get("Value") or "")) for t in _as_list(value) if isinstance(t, dict))
+
+
+def _created_before(rule: dict) -> str | None:
+    """The rule's ``Expiration/CreatedBeforeDate`` (the date form of expiration)."""
+    for action in _as_list(rule.get("Expiration")):
+        if isinstance(action, dict) and action.get("CreatedBeforeDate"):
+            return str(action["CreatedBeforeDate"])
+    return None
 
 
 def _response_date(response: dict) -> datetime | None:

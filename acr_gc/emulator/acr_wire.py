@@ -75,6 +75,28 @@ def _ok(body: dict) -> Response:
     return Response(_dumps(body), status_code=200, media_type="application/json;charset=utf-8")
 
 
+# The public actions whose response models (alibabacloud_cr20181201.models) carry
+# IsSuccess and Code: the ones ACR EE may answer with a business error inside an HTTP 200.
+# The GC actions are the emulator's own (no public model) and answer errors by status only.
+BUSINESS_ERROR_ACTIONS = frozenset({
+    "GetInstance", "ListInstance", "GetInstanceUsage", "ListNamespace", "ListRepository", "ListRepoTag",
+    "GetRepoTag", "DeleteRepoTag", "ListArtifactLifecycleRule", "GetArtifactLifecycleRule", "ListRepoBuildRule",
+    "GetRepoSourceCodeRepo", "ListRepoSyncRule", "ListChartNamespace", "ListChartRepository",
+})
+BUSINESS_ERROR_MESSAGES = {
+    "SystemError": "A system error occurred. Please try again later.",
+    "ServiceUnavailable": "The request has failed due to a temporary failure of the server.",
+}
+
+
+def business_error_response(code: str) -> Response:
+    """HTTP 200 with ``IsSuccess: false``: ACR EE's way of failing inside a successful exchange."""
+    message = BUSINESS_ERROR_MESSAGES.get(code, "Request was denied due to user flow control."
+                                          if code.startswith("Throttling") else f"The request failed: {code}.")
+    body = {"RequestId": request_id(), "Code": code, "Message": message, "IsSuccess": False}
+    return Response(_dumps(body), status_code=200, media_type="application/json;charset=utf-8")
+
+
 # ---- parameters ---------------------------------------------------------------------
 
 
@@ -562,6 +584,8 @@ def create_app(state, gc: GcService) -> Starlette:
         except acr_signing.SignatureError as exc:
             return error_response(exc.status, exc.code, exc.message)
         gc.run_due_rules()  # the service's own scheduled rule runs, on the emulated clock
+        if name in BUSINESS_ERROR_ACTIONS and (code := state.faults.business_error()) is not None:
+            return business_error_response(code)
         try:
             return _ok(handler(ctx, params))
         except AcrError as exc:

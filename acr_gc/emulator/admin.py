@@ -10,6 +10,7 @@ would have done by then.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -39,7 +40,7 @@ async def _json(request: Request) -> dict:
     return value
 
 
-def truth(state, gc: GcService, faults: FaultSettings) -> dict:
+def truth(state, gc: GcService, faults: FaultSettings, at: datetime | None = None) -> dict:
     now = state.now()
     state.storage.apply_lifecycle(now)
     buckets = {}
@@ -56,6 +57,10 @@ def truth(state, gc: GcService, faults: FaultSettings) -> dict:
             "policy": json.loads(bucket.policy) if bucket.policy else None,
             "owner": bucket.owner,
         }
+        if at is not None:  # the figures as they were then (what a delayed GetBucketStat answers)
+            storage, objects, markers = bucket.stat_as_of(at)
+            buckets[name]["stat_at"] = {"time": at.isoformat().replace("+00:00", "Z"), "storage_bytes": storage,
+                                        "objects": objects, "delete_markers": markers}
     instances = {}
     for inst in state.registry.instances.values():
         instances[inst.instance_id] = {
@@ -144,7 +149,14 @@ def create_app(state, gc: GcService, faults: FaultSettings) -> Starlette:
         return JSONResponse(gc.readings.as_dict())
 
     async def get_truth(request: Request) -> JSONResponse:
-        return JSONResponse(truth(state, gc, faults))
+        at = request.query_params.get("at")
+        if at is not None:
+            try:
+                at = datetime.fromisoformat(at.replace("Z", "+00:00"))
+                at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at
+            except ValueError:
+                return _bad("at must be an ISO-8601 time")
+        return JSONResponse(truth(state, gc, faults, at))
 
     async def dump(request: Request) -> JSONResponse:
         return JSONResponse(state.dump())

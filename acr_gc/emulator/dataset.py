@@ -205,16 +205,58 @@ class Instance(_Strict):
         return self
 
 
+class ObjectTag(_Strict):
+    key: Name
+    value: str = ""
+
+
+class NotFilter(_Strict):
+    """OSS ``Filter/Not``: objects under ``prefix`` (and, when given, carrying every tag
+    of ``tags``) are left out of the rule."""
+
+    prefix: str
+    tags: list[ObjectTag] = Field(default_factory=list)
+
+
 class BucketLifecycleRule(_Strict):
+    """One OSS lifecycle rule (PutBucketLifecycle's elements, DESIGN section 10).
+
+    ``tags`` limit the rule to objects carrying every one of them; ``not`` leaves objects
+    out; the size bounds are strict (OSS's ObjectSizeGreaterThan/LessThan);
+    ``created_before_date`` is ``Expiration/CreatedBeforeDate`` (current objects last
+    modified before it expire), the alternative to ``expiration_days``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
     id: str
     prefix: str = ""
+    status: Literal["Enabled", "Disabled"] = "Enabled"
     expiration_days: int | None = Field(default=None, ge=1)
+    created_before_date: datetime | None = None
     noncurrent_days: int | None = Field(default=None, ge=1)
+    tags: list[ObjectTag] = Field(default_factory=list)
+    not_: NotFilter | None = Field(default=None, alias="not")
+    object_size_greater_than: int | None = Field(default=None, ge=0)
+    object_size_less_than: int | None = Field(default=None, ge=1)
+
+    _utc = field_validator("created_before_date")(lambda v: None if v is None else _utc(v))
+
+    @model_validator(mode="after")
+    def _as_oss_accepts(self) -> "BucketLifecycleRule":
+        if self.expiration_days is not None and self.created_before_date is not None:
+            raise ValueError(f"lifecycle rule {self.id!r}: expiration_days and created_before_date exclude each other")
+        low, high = self.object_size_greater_than, self.object_size_less_than
+        if low is not None and high is not None and low >= high:  # OSS error 0014-00000041
+            raise ValueError(f"lifecycle rule {self.id!r}: object_size_greater_than must be below object_size_less_than")
+        if self.not_ is not None and not self.not_.prefix.startswith(self.prefix):
+            raise ValueError(f"lifecycle rule {self.id!r}: not.prefix must lie under the rule's prefix")
+        return self
 
 
 class ExtraObject(_Strict):
     key: str
     size: int = Field(ge=0)
+    tags: list[ObjectTag] = Field(default_factory=list)
 
 
 class Bucket(_Strict):

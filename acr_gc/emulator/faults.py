@@ -10,6 +10,14 @@ with probability F; half the faulty requests get 503 ServiceUnavailable, the oth
 get their connection dropped after the response head (a Content-Length promised and
 never delivered), which the SDKs see as a connection error.
 
+Two settings model how the real services answer rather than break:
+``business_error_rate`` B makes a share B of the signed ACR requests (after the
+signature check, before the action runs) answer HTTP 200 with ``IsSuccess: false`` and a
+``Code`` drawn from ``business_error_codes`` (transient codes by default), as ACR EE does
+for errors inside a successful HTTP exchange; ``stat_delay_hours`` H makes GetBucketStat
+answer the figures as of H emulated hours ago, with that ``LastModifiedTime`` (OSS's
+statistics are not real-time).
+
 A *hold* (``{"hold": {"action": A, "skip": N}}``) lets the first N requests for the
 operation A through and then keeps every later one waiting, unanswered, until the hold
 is cleared (``{"hold": null}``, a new hold, or a reset): the way to stop a client at an
@@ -32,6 +40,8 @@ Renderer = Callable[[int, str, str], Response]
 Operation = Callable[[dict], "str | None"]
 
 ADMIN_PREFIX = "/_emulator"
+# what ACR EE answers inside an HTTP 200 when something passing went wrong on its side
+DEFAULT_BUSINESS_ERROR_CODES = ("SystemError", "Throttling.User", "ServiceUnavailable")
 
 
 @dataclass
@@ -67,6 +77,9 @@ class FaultSettings:
     # client on a machine whose clock drifted meets; request signatures are dated against it
     clock_skew_s: float = 0.0
     hold: Hold | None = None
+    business_error_rate: float = 0.0
+    business_error_codes: tuple[str, ...] = DEFAULT_BUSINESS_ERROR_CODES
+    stat_delay_hours: float = 0.0
     rng: random.Random = field(init=False, repr=False)
     request_counts: Counter = field(default_factory=Counter, repr=False)
     fault_counts: Counter = field(default_factory=Counter, repr=False)
@@ -84,7 +97,8 @@ class FaultSettings:
 
     def update(self, changes: dict) -> None:
         """Partial update from the admin endpoint; unknown keys or bad values raise ValueError."""
-        allowed = {"latency_ms", "qps", "fault_rate", "gc_fail_after_tags", "seed", "clock_skew_s", "hold"}
+        allowed = {"latency_ms", "qps", "fault_rate", "gc_fail_after_tags", "seed", "clock_skew_s", "hold",
+                   "business_error_rate", "business_error_codes", "stat_delay_hours"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
@@ -99,6 +113,22 @@ class FaultSettings:
             if not 0 <= value < 1:
                 raise ValueError("fault_rate must be in [0, 1)")
             self.fault_rate = value
+        if "business_error_rate" in changes:
+            value = float(changes["business_error_rate"] or 0)
+            if not 0 <= value < 1:
+                raise ValueError("business_error_rate must be in [0, 1)")
+            self.business_error_rate = value
+        if "business_error_codes" in changes:
+            codes = changes["business_error_codes"]
+            if (not isinstance(codes, (list, tuple)) or not codes
+                    or not all(isinstance(c, str) and c for c in codes)):
+                raise ValueError("business_error_codes must be a non-empty list of codes")
+            self.business_error_codes = tuple(codes)
+        if "stat_delay_hours" in changes:
+            value = float(changes["stat_delay_hours"] or 0)
+            if value < 0:
+                raise ValueError("stat_delay_hours must be >= 0")
+            self.stat_delay_hours = value
         if "gc_fail_after_tags" in changes:
             value = changes["gc_fail_after_tags"]
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -113,6 +143,14 @@ class FaultSettings:
         if "seed" in changes:
             self.seed = int(changes["seed"])
             self.rng = random.Random(self.seed)
+
+    def business_error(self, port: str = "acr") -> str | None:
+        """The code of an injected business error for one request, or None (drawn from the
+        same seeded source as the other faults; counted as ``<port>:business``)."""
+        if self.business_error_rate > 0 and self.rng.random() < self.business_error_rate:
+            self.fault_counts[f"{port}:business"] += 1
+            return self.rng.choice(self.business_error_codes)
+        return None
 
     def release_hold(self) -> None:
         """End the current hold: every request it keeps waiting proceeds."""
@@ -130,6 +168,9 @@ class FaultSettings:
             "gc_fail_after_tags": self.gc_fail_after_tags,
             "clock_skew_s": self.clock_skew_s,
             "hold": None if self.hold is None else {"action": self.hold.action, "skip": self.hold.skip},
+            "business_error_rate": self.business_error_rate,
+            "business_error_codes": list(self.business_error_codes),
+            "stat_delay_hours": self.stat_delay_hours,
         }
 
     def as_dict(self) -> dict:

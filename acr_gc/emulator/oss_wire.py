@@ -18,7 +18,7 @@ import base64
 import binascii
 import hashlib
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote
@@ -235,6 +235,10 @@ def _contents_xml(bucket: Bucket, key: str, enc, owner: bool = True) -> str:
     )
 
 
+def _tag_xml(tag) -> str:
+    return f"<Tag>{_el('Key', tag.key)}{_el('Value', tag.value)}</Tag>"
+
+
 def _token_encode(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode("utf-8")).decode("ascii")
 
@@ -415,8 +419,10 @@ class _Ctx:
         return _xml(f"<VersioningConfiguration>{status}</VersioningConfiguration>", self.rid)
 
     def get_bucket_stat(self) -> Response:
-        st = self.bucket.stat()
-        markers = sum(1 for v in self.bucket.all_versions() if v.delete_marker)
+        """The figures as of ``now - stat_delay_hours`` with that ``LastModifiedTime``: OSS's
+        statistics are not real-time (the ``stat_delay_hours`` fault setting; 0: now)."""
+        taken = self.state.now() - timedelta(hours=self.state.faults.stat_delay_hours)
+        storage, objects, markers = self.bucket.stat_as_of(taken)
         zero_fields = [
             "MultipartPartCount", "MultipartPartStorage", "StandardMultipartPartCount", "StandardMultipartPartStorage",
             "InfrequentAccessStorage", "InfrequentAccessRealStorage", "InfrequentAccessObjectCount",
@@ -429,10 +435,10 @@ class _Ctx:
         ]  # fmt: skip
         body = (
             "<BucketStat>"
-            f"{_el('Storage', st.storage_bytes)}{_el('ObjectCount', st.object_count)}"
+            f"{_el('Storage', storage)}{_el('ObjectCount', objects)}"
             f"{_el('MultipartUploadCount', 0)}{_el('LiveChannelCount', 0)}"
-            f"{_el('LastModifiedTime', int(self.state.now().timestamp()))}"
-            f"{_el('StandardStorage', st.storage_bytes)}{_el('StandardObjectCount', st.object_count)}"
+            f"{_el('LastModifiedTime', int(taken.timestamp()))}"
+            f"{_el('StandardStorage', storage)}{_el('StandardObjectCount', objects)}"
             f"{_el('DeleteMarkerCount', markers)}"
             + "".join(_el(f, 0) for f in zero_fields)
             + "</BucketStat>"
@@ -464,9 +470,22 @@ class _Ctx:
             raise OssError(404, "NoSuchLifecycle", "No Row found in Lifecycle Table.")
         out = []
         for r in rules:
-            parts = [_el("ID", r.id), _el("Prefix", r.prefix), _el("Status", "Enabled")]
+            parts = [_el("ID", r.id), _el("Prefix", r.prefix), _el("Status", r.status)]
+            parts += [_tag_xml(t) for t in r.tags]
+            filters = []
+            if r.not_ is not None:
+                filters.append("<Not>" + _el("Prefix", r.not_.prefix) + "".join(map(_tag_xml, r.not_.tags)) + "</Not>")
+            if r.object_size_greater_than is not None:
+                filters.append(_el("ObjectSizeGreaterThan", r.object_size_greater_than))
+            if r.object_size_less_than is not None:
+                filters.append(_el("ObjectSizeLessThan", r.object_size_less_than))
+            if filters:
+                parts.append("<Filter>" + "".join(filters) + "</Filter>")
             if r.expiration_days is not None:
                 parts.append(f"<Expiration>{_el('Days', r.expiration_days)}</Expiration>")
+            if r.created_before_date is not None:
+                date = r.created_before_date.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+                parts.append(f"<Expiration>{_el('CreatedBeforeDate', date)}</Expiration>")
             if r.noncurrent_days is not None:
                 parts.append(
                     f"<NoncurrentVersionExpiration>{_el('NoncurrentDays', r.noncurrent_days)}</NoncurrentVersionExpiration>"

@@ -53,6 +53,7 @@ class EmulatorProcess:
         combination: str | None = None,
         count_regexp: str | None = None,
         regexp_match: str | None = None,
+        stat_delay_hours: float | None = None,
         startup_timeout: float = 30.0,
         python: str = sys.executable,
     ):
@@ -85,6 +86,7 @@ class EmulatorProcess:
             ("--combination", combination),
             ("--count-regexp", count_regexp),
             ("--regexp-match", regexp_match),
+            ("--stat-delay-hours", stat_delay_hours),
         ):
             if value is not None:
                 args += [flag, str(value)]
@@ -187,7 +189,8 @@ class EmulatorProcess:
         return self._call("POST", "clock/advance", {"days": days})
 
     def set_faults(self, **changes: Any) -> dict:
-        """Partial update: fault_rate, latency_ms, qps, gc_fail_after_tags, seed, hold ({"action", "skip"} or None)."""
+        """Partial update: fault_rate, latency_ms, qps, gc_fail_after_tags, seed, hold ({"action", "skip"} or None),
+        business_error_rate, business_error_codes, stat_delay_hours."""
         return self._call("POST", "faults", changes)
 
     def set_readings(self, **readings: str) -> dict:
@@ -195,8 +198,10 @@ class EmulatorProcess:
         ``count_regexp``, ``regexp_match``; those not given are kept)."""
         return self._call("POST", "/readings", readings)
 
-    def truth(self) -> dict:
-        return self._call("GET", "truth")
+    def truth(self, at: str | None = None) -> dict:
+        """GET /_emulator/truth; with ``at`` (ISO-8601) each bucket also carries ``stat_at``:
+        its GetBucketStat figures as of that emulated moment."""
+        return self._call("GET", "truth" if at is None else f"truth?at={at}")
 
     def dump(self) -> dict:
         """The complete state (GET /_emulator/dump), for ``restore`` here or in a new process."""

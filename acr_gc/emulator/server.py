@@ -43,6 +43,7 @@ class ServerOptions:
     fault_rate: float = 0.0
     seed: int = 0
     gc_tags_per_second: float = 200.0
+    stat_delay_hours: float = 0.0  # GetBucketStat's figures lag this many emulated hours
     log_level: str = "warning"
     combination: str = "any-retains"  # the readings of the lifecycle rules it plays (retention.Readings)
     count_regexp: str = "count-or-match"
@@ -66,7 +67,8 @@ class Emulator:
 def build(dataset: ds.Dataset, options: ServerOptions) -> Emulator:
     """The two ASGI apps over one shared state (no sockets; usable in-process too)."""
     faults = FaultSettings(
-        latency_ms=options.latency_ms, qps=options.qps, fault_rate=options.fault_rate, seed=options.seed
+        latency_ms=options.latency_ms, qps=options.qps, fault_rate=options.fault_rate, seed=options.seed,
+        stat_delay_hours=options.stat_delay_hours,
     )
     state = EmulatorState(dataset, day_seconds=options.day_seconds, faults=faults)
     readings = Readings(options.combination, options.count_regexp, options.regexp_match)

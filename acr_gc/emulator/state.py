@@ -46,6 +46,7 @@ class EmulatorState:
             default_owner=account_of(dataset.credentials[0].principal),
         )
         self.registry = Registry.from_dataset(dataset, self.storage, now)
+        self.storage.start_history()  # the loaded state is the stat history's starting point
 
     def reset(self) -> None:
         self.load(self.dataset)

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from acr_gc.emulator import dataset as ds
 from acr_gc.emulator import policy as bucket_policy
+from acr_gc.emulator import lifecycle
 
 
 class NoSuchKey(KeyError):
@@ -35,6 +36,7 @@ class ObjectVersion:
     content_type: str = "application/octet-stream"
     delete_marker: bool = False
     noncurrent_since: datetime | None = None
+    tags: dict[str, str] | None = None  # object tagging; lifecycle Tag filters match on it
 
     @property
     def content(self) -> bytes:
@@ -50,6 +52,7 @@ class ObjectVersion:
             "content_type": self.content_type,
             "delete_marker": self.delete_marker,
             "noncurrent_since": None if self.noncurrent_since is None else self.noncurrent_since.isoformat(),
+            "tags": self.tags,
         }
 
     @classmethod
@@ -65,6 +68,7 @@ class ObjectVersion:
             content_type=str(doc["content_type"]),
             delete_marker=bool(doc["delete_marker"]),
             noncurrent_since=None if since is None else datetime.fromisoformat(since),
+            tags=None if doc.get("tags") is None else {str(k): str(v) for k, v in doc["tags"].items()},
         )
 
 
@@ -114,6 +118,22 @@ class Bucket:
     _next_due: datetime | None = field(default=None, repr=False)
     _lifecycle_sig: tuple | None = field(default=None, repr=False)
     _sorted_keys: list[str] | None = field(default=None, repr=False)  # cache; None after the key set changed
+    # every change of the stat figures since the history started: (when, bytes, objects,
+    # delete markers) deltas, so GetBucketStat can answer as of an earlier time (stat delay)
+    _history: list[tuple[datetime, int, int, int]] = field(default_factory=list, repr=False)
+
+    def _log(self, when: datetime, removed=(), added=()) -> None:
+        """Record the stat delta of versions removed and added at ``when``."""
+        delta = [0, 0, 0]
+        for sign, versions in ((-1, removed), (1, added)):
+            for v in versions:
+                if v.delete_marker:
+                    delta[2] += sign
+                else:
+                    delta[0] += sign * v.size
+                    delta[1] += sign
+        if any(delta):
+            self._history.append((when, *delta))
 
     # ---- who may ------------------------------------------------------------------
 
@@ -139,6 +159,7 @@ class Bucket:
         data: bytes | None = None,
         size: int | None = None,
         content_type: str = "application/octet-stream",
+        tags: dict[str, str] | None = None,
     ) -> ObjectVersion:
         """Store a new current version; ``size`` without ``data`` stores synthetic content."""
         if data is not None:
@@ -154,6 +175,7 @@ class Bucket:
             etag=etag,
             data=data,
             content_type=content_type,
+            tags=tags,
         )
         self._push(key, version, now)
         return version
@@ -171,6 +193,7 @@ class Bucket:
                 return None
             kept = [v for v in versions if v.version_id != version_id]
             if len(kept) != len(versions):
+                self._log(now, removed=[v for v in versions if v.version_id == version_id])
                 self._next_due = None  # an older version may become current (and already expired)
                 removed_current = versions[-1].version_id == version_id
                 if kept:
@@ -182,7 +205,8 @@ class Bucket:
                     self._sorted_keys = None
             return None
         if self.versioning is None:
-            if self._versions.pop(key, None) is not None:
+            if (popped := self._versions.pop(key, None)) is not None:
+                self._log(now, removed=popped)
                 self._sorted_keys = None
             return None
         if versions and versions[-1].delete_marker and self.versioning == "Enabled":
@@ -207,9 +231,12 @@ class Bucket:
             days = [d for r in self.lifecycle for d in (r.expiration_days, r.noncurrent_days) if d is not None]
             if days:
                 self._next_due = min(self._next_due, now + timedelta(days=min(days)))
+            if any(r.created_before_date is not None and now < r.created_before_date for r in self.lifecycle):
+                self._next_due = None  # written before a CreatedBeforeDate: expirable at once
         if key not in self._versions:
             self._sorted_keys = None
         versions = self._versions.setdefault(key, [])
+        before = list(versions)
         if self.versioning is None:
             versions.clear()
         elif self.versioning == "Suspended":
@@ -218,6 +245,8 @@ class Bucket:
         if versions and versions[-1].noncurrent_since is None:
             versions[-1].noncurrent_since = now
         versions.append(version)
+        kept = {id(v) for v in versions}
+        self._log(now, removed=[v for v in before if id(v) not in kept], added=[version])
 
     # ---- reads --------------------------------------------------------------------
 
@@ -283,17 +312,20 @@ class Bucket:
     def apply_lifecycle(self, now: datetime) -> None:
         """Expire what the lifecycle rules say has expired by ``now`` (OSS runs this daily).
 
-        An object expires ``expiration_days`` after it was last modified (in a versioned
-        bucket: a delete marker is added *at that moment*, so the version's noncurrent days
-        count from its expiry, not from when this method happened to run); a noncurrent
-        version is removed ``noncurrent_days`` after it became noncurrent; a delete marker
-        with nothing behind it is removed ``noncurrent_days`` after it was made. All
-        expiration rules run before the noncurrent rules, so one call after a long clock
-        jump settles everything that is due. Calls before the next due time are no-ops.
+        Only Enabled rules act, each on the versions it selects (prefix, tags, Not, size:
+        :mod:`acr_gc.emulator.lifecycle`). An object expires ``expiration_days`` after it
+        was last modified, or at once when last modified before ``created_before_date``
+        (in a versioned bucket: a delete marker is added *at that moment*, so the
+        version's noncurrent days count from its expiry, not from when this method
+        happened to run); a noncurrent version is removed ``noncurrent_days`` after it
+        became noncurrent; a delete marker with nothing behind it is removed
+        ``noncurrent_days`` after it was made. All expiration rules run before the
+        noncurrent rules, so one call after a long clock jump settles everything that is
+        due. Calls before the next due time are no-ops.
         """
         if not self.lifecycle:
             return
-        sig = tuple((r.prefix, r.expiration_days, r.noncurrent_days) for r in self.lifecycle)
+        sig = tuple(rule.model_dump_json() for rule in self.lifecycle)
         if sig == self._lifecycle_sig and self._next_due is not None and now < self._next_due:
             return
         self._lifecycle_sig = sig
@@ -304,20 +336,24 @@ class Bucket:
             if next_due is None or due < next_due:
                 next_due = due
 
-        for rule in self.lifecycle:
-            if rule.expiration_days is None:
+        rules = [r for r in self.lifecycle if lifecycle.enabled(r)]
+        for rule in rules:
+            if rule.expiration_days is None and rule.created_before_date is None:
                 continue
-            days = timedelta(days=rule.expiration_days)
             for key in [k for k in self._versions if k.startswith(rule.prefix)]:
                 cur = self.current(key)
-                if cur is None:
+                if cur is None or not lifecycle.acts_on(rule, key, cur.size, cur.tags):
                     continue
-                due = cur.last_modified + days
+                if rule.created_before_date is not None:
+                    if cur.last_modified < rule.created_before_date:
+                        self.delete_object(key, cur.last_modified)  # eligible since it was written
+                    continue
+                due = cur.last_modified + timedelta(days=rule.expiration_days)
                 if due <= now:
                     self.delete_object(key, due)
                 else:
                     note(due)
-        for rule in self.lifecycle:
+        for rule in rules:
             if rule.noncurrent_days is None:
                 continue
             days = timedelta(days=rule.noncurrent_days)
@@ -325,16 +361,18 @@ class Bucket:
                 versions = self._versions[key]
                 kept = []
                 for v in versions[:-1]:
-                    if v.noncurrent_since is not None:
+                    if v.noncurrent_since is not None and lifecycle.acts_on(rule, key, v.size, v.tags):
                         if v.noncurrent_since + days <= now:
+                            self._log(v.noncurrent_since + days, removed=[v])
                             continue
                         note(v.noncurrent_since + days)
                     kept.append(v)
                 kept.append(versions[-1])
                 # a delete marker left alone with nothing behind it is removed too (expired marker)
-                if len(kept) == 1 and kept[0].delete_marker:
+                if len(kept) == 1 and kept[0].delete_marker and lifecycle.acts_on(rule, key, 0, None):
                     due = kept[0].last_modified + days
                     if due <= now:
+                        self._log(due, removed=kept)
                         kept = []
                     else:
                         note(due)
@@ -354,10 +392,11 @@ class Bucket:
             "created": self.created.isoformat(),
             "region": self.region,
             "versioning": self.versioning,
-            "lifecycle": [rule.model_dump() for rule in self.lifecycle],
+            "lifecycle": [rule.model_dump(mode="json", by_alias=True) for rule in self.lifecycle],
             "policy": self.policy,
             "owner": self.owner,
             "objects": {key: [v.to_dump() for v in versions] for key, versions in self._versions.items()},
+            "stat_history": [[at.isoformat(), *delta] for at, *delta in self._history],
         }
 
     @classmethod
@@ -377,7 +416,28 @@ class Bucket:
             if not versions:
                 raise ValueError(f"bucket {bucket.name}: object {key!r} has no versions")
             bucket._versions[key] = [ObjectVersion.from_dump(key, v) for v in versions]
+        bucket._history = [(datetime.fromisoformat(at), int(b), int(o), int(m))
+                           for at, b, o, m in doc.get("stat_history", [])]
         return bucket
+
+    def stat_as_of(self, when: datetime) -> tuple[int, int, int]:
+        """(storage bytes, objects, delete markers) as they were at ``when``: today's figures
+        less every change recorded after it. Before the history starts (the dataset's load),
+        the loaded state is taken to have held all along."""
+        st = self.stat()
+        figures = [st.storage_bytes, st.object_count, self.delete_marker_count()]
+        for at, *delta in self._history:
+            if at > when:
+                for i, d in enumerate(delta):
+                    figures[i] -= d
+        return figures[0], figures[1], figures[2]
+
+    def delete_marker_count(self) -> int:
+        return sum(1 for versions in self._versions.values() for v in versions if v.delete_marker)
+
+    def start_history(self) -> None:
+        """From now on changes are history (what the dataset loaded is not)."""
+        self._history = []
 
     def stat(self) -> BucketStat:
         live_bytes = noncurrent_bytes = live_objects = noncurrent_objects = 0
@@ -416,7 +476,8 @@ class Storage:
                 owner=spec.owner or default_owner,
             )
             for extra in spec.extra_objects:
-                bucket.put_object(extra.key, now, size=extra.size)
+                bucket.put_object(extra.key, now, size=extra.size,
+                                  tags={t.key: t.value for t in extra.tags} or None)
             self.buckets[spec.name] = bucket
 
     def bucket(self, name: str) -> Bucket:
@@ -424,6 +485,10 @@ class Storage:
             return self.buckets[name]
         except KeyError:
             raise NoSuchBucket(name) from None
+
+    def start_history(self) -> None:
+        for bucket in self.buckets.values():
+            bucket.start_history()
 
     def apply_lifecycle(self, now: datetime) -> None:
         for bucket in self.buckets.values():

@@ -49,7 +49,7 @@ from acr_gc.tasks.gc_run import GcOutcome, adopt_gc, start_gc, watch_gc
 from acr_gc.tasks.gc_run import _record as record_gc_status
 from acr_gc.tasks.planning import list_repositories, list_tags, plan_instance_steps
 from acr_gc.tasks.preflight import BadInput, preflight
-from acr_gc.tasks.sampling import sample_bucket, sample_until
+from acr_gc.tasks.sampling import baseline_sample, sample_bucket, sample_until
 from acr_gc.tasks.takeover import Inherited, take_over_dead_runs
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,7 @@ class _Run:
     freeze: FrozenBucket | None = None
     row_id: int | None = None  # the ledger row of this run's GC task
     outcome: GcOutcome | None = None
+    before: Sample | None = None  # the baseline sample, taken last among the checks
     window_end: datetime | None = None
 
     def __post_init__(self) -> None:
@@ -238,6 +239,7 @@ def _check(run: _Run) -> None:
             f"bucket {run.config.target.bucket} holds freeze statement(s) {', '.join(strays)} that no run in this "
             "ledger owns (another run's, or a lost ledger's): if no acr-gc run is working on this bucket, remove "
             "them with `acr-gc thaw --config <this config>`, then run again")
+    run.before = _baseline(run.config, run.ledger, run.run_id, run.inherited)  # may wait for lagging statistics
 
 
 def _gate_message(gate: rules.GateResult) -> str:
@@ -259,8 +261,7 @@ def _blocked(run: _Run, exc: Exception) -> State:
 
 def _prepare(run: _Run) -> None:
     save_plan(run.ledger, run.run_id, run.verdicts)  # a run taking over needs it
-    before = _baseline(run.config, run.ledger, run.run_id, run.inherited)
-    run.summary.storage = StorageSummary(before_bytes=before.storage_bytes, samples=1)
+    run.summary.storage = StorageSummary(before_bytes=run.before.storage_bytes, samples=1)
     _write_deleted_tags(run.expired, run.journal)
     run.summary.gc = GcSummary(driver=run.driver.name)
     if run.lease.lost:
@@ -318,8 +319,9 @@ def _verify(run: _Run) -> Verification:
     run.journal.update_run(window_end=end)
     run.window_end = end
     after = sample_bucket(run.config, run.ledger, run.run_id, "after")
-    summary.storage.samples += 1
-    summary.storage.after_bytes = after.storage_bytes
+    if after is not None:  # None: the lagging statistics predate the series' latest sample
+        summary.storage.samples += 1
+        summary.storage.after_bytes = after.storage_bytes
     if len(verification.unexpected):
         listed = ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in verification.unexpected.itertuples())
         files.write_csv(verification.unexpected, run.journal.folder / "unexpected_deletions.csv")
@@ -431,7 +433,7 @@ def _verify_partial(run: _Run) -> None:
 def _baseline(config: Config, ledger: Ledger, run_id: str, inherited: Inherited | None) -> Sample:
     """The storage before GC: measured now, or — taking over a killed run's GC — that run's."""
     if inherited is None:
-        return sample_bucket(config, ledger, run_id, "before")
+        return baseline_sample(config, ledger, run_id)
     kept = inherited.before
     with ledger.session() as session:
         copy = Sample(run_id=run_id, bucket=kept.bucket, taken_at=kept.taken_at, storage_bytes=kept.storage_bytes,

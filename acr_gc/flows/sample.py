@@ -53,7 +53,10 @@ def sample_storage(config: Config) -> list[str]:
     for run in open_windows(ledger, config):
         sample = sample_bucket(config, ledger, run.run_id, "after")
         folder = close_or_update(config, ledger, run.run_id)
-        logger.info("run %s: %d bytes at %s", run.run_id, sample.storage_bytes, sample.taken_at.isoformat())
+        if sample is None:
+            logger.info("run %s: the bucket's statistics are not newer than its latest sample", run.run_id)
+        else:
+            logger.info("run %s: %d bytes at %s", run.run_id, sample.storage_bytes, sample.taken_at.isoformat())
         folders.append(str(folder))
     if not folders:
         logger.info("no open window for instance %s", config.target.instance_id)

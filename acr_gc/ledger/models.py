@@ -100,10 +100,10 @@ class Sample(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)
     bucket: Mapped[str] = mapped_column(String(128))
-    taken_at: Mapped[datetime] = mapped_column(UtcDateTime)  # the cloud's clock (response Date)
+    taken_at: Mapped[datetime] = mapped_column(UtcDateTime)  # when the figures hold: GetBucketStat LastModifiedTime
     storage_bytes: Mapped[int] = mapped_column(BigInteger)
     object_count: Mapped[int] = mapped_column(BigInteger)
-    phase: Mapped[str] = mapped_column(String(8))  # before | after
+    phase: Mapped[str] = mapped_column(String(8))  # before | after | stale (went back in time: out of the series)
 
 
 class RunPlan(Base):

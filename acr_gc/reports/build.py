@@ -39,6 +39,7 @@ from acr_gc.reports.render import NAMESPACE_COLUMNS, ReportInput, append_savings
 from acr_gc.reports.summary import ChecksSummary, CostSummary, GcSummary, PlanSummary, StorageSummary, Summary
 from acr_gc.rules.figures import (
     SAMPLE_COLUMNS,
+    STALE_PHASE,
     StorageFigures,
     savings_row,
     storage_figures,
@@ -137,7 +138,7 @@ def build_report(ledger: Ledger, run_id: str, now: datetime | None = None, *, pu
         state=state,
         message=run.message,
         figures=figures,
-        samples=samples,
+        samples=samples[samples["phase"] != STALE_PHASE] if len(samples) else samples,  # the series only
         plan=json.loads(run.plan_json) if run.plan_json else None,
         gc=json.loads(run.gc_json) if run.gc_json else {},
         checks=json.loads(run.checks_json) if run.checks_json else {},

@@ -104,6 +104,7 @@ class StorageFigures:
     # parts that add up to it: (what, bytes), see ``forecast_parts``
     forecast_bytes: int | None = None
     forecast_parts: tuple[tuple[str, int], ...] = ()
+    samples_kept_out: int = 0  # statistics whose time went backwards (phase "stale")
 
     @property
     def provisional(self) -> bool:
@@ -141,6 +142,9 @@ def monthly_saving(reclaimed_bytes: int, price_per_gb_month: float) -> float:
     return _round2(gib * Decimal(str(price_per_gb_month)))
 
 
+STALE_PHASE = "stale"  # a kept-out sample: its statistics went back in time (acr_gc.tasks.sampling)
+
+
 def normalize_samples(samples: pd.DataFrame | None) -> pd.DataFrame:
     """The samples with the columns above, UTC times, sorted by time (stable)."""
     if samples is None or len(samples) == 0:
@@ -162,9 +166,9 @@ def normalize_samples(samples: pd.DataFrame | None) -> pd.DataFrame:
     frame["taken_at"] = taken.dt.tz_convert("UTC")
     frame["storage_bytes"] = frame["storage_bytes"].astype("int64")
     frame["object_count"] = frame["object_count"].astype("int64")
-    bad = set(frame["phase"]) - {"before", "after"}
+    bad = set(frame["phase"]) - {"before", "after", STALE_PHASE}
     if bad:
-        raise ValueError(f"samples.phase must be 'before' or 'after' (got {sorted(bad)})")
+        raise ValueError(f"samples.phase must be 'before', 'after' or '{STALE_PHASE}' (got {sorted(bad)})")
     return frame.sort_values("taken_at", kind="stable").reset_index(drop=True)
 
 
@@ -187,6 +191,9 @@ def storage_figures(
     repositories of the instance (never reclaimed by GC).
     """
     frame = normalize_samples(samples)
+    # answers of GetBucketStat whose figures went back in time: out of the series, counted
+    kept_out = int((frame["phase"] == STALE_PHASE).sum())
+    frame = frame[frame["phase"] != STALE_PHASE]
     end = _utc(window_end)
     before_rows = frame[frame["phase"] == "before"]
     after_rows = frame[frame["phase"] == "after"]
@@ -253,6 +260,11 @@ def storage_figures(
             "Storage grew during the window by more than the clean-up freed: the measured reclaim is "
             "negative and the saving is shown as 0."
         )
+    if kept_out:
+        caveats.append(
+            f"{kept_out} storage statistics answer{'s' if kept_out != 1 else ''} went back in time (OSS "
+            "statistics lag and are not always read from the latest computation): kept out of the series."
+        )
     if upper and expected:
         caveats.append(
             "The expected amount is an upper bound: for some images the layer sizes were unknown (no "
@@ -294,6 +306,7 @@ def storage_figures(
         caveats=tuple(caveats),
         forecast_bytes=forecast_bytes,
         forecast_parts=parts,
+        samples_kept_out=kept_out,
     )
 
 

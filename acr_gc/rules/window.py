@@ -26,11 +26,28 @@ Why the window is what it is:
 * Enabled/Suspended with no such rule: the storage will never drop
   (``never_released``), and the reason says so in words an operator can act on.
 
-**Covering the registry's prefix.** A rule covers the registry when its prefix is a
-prefix of the registry's prefix (``registry_prefix.startswith(rule.prefix)``): ``""``
-and ``"docker/"`` cover ``"docker/"``. A *narrower* rule (``"docker/registry/v2/blobs/"``)
-does not count: GC deletes blobs *and* manifests and tag links, so partial coverage
-would leave some of the deleted data billed forever, and the window would be a lie.
+**Covering the registry's prefix.** A rule covers the registry when it is Enabled, its
+prefix is a prefix of the registry's prefix (``registry_prefix.startswith(rule.prefix)``:
+``""`` and ``"docker/"`` cover ``"docker/"``), and nothing else in it can leave one of the
+registry's objects out. A *narrower* rule (``"docker/registry/v2/blobs/"``) does not
+count: GC deletes blobs *and* manifests and tag links, so partial coverage would leave
+some of the deleted data billed forever, and the window would be a lie. For the same
+reason a rule does not count when (OSS lifecycle elements):
+
+* it is ``Disabled``;
+* it has ``Tag`` elements: it acts only on objects carrying those tags, and the
+  registry tags none of its objects;
+* its ``Filter/Not`` prefix overlaps the registry's prefix: the objects there (those
+  with its tag, when it names one — tags acr-gc cannot see without reading every
+  object's tagging) are left out; a Not elsewhere in the bucket is harmless;
+* it has ``ObjectSizeGreaterThan`` or ``ObjectSizeLessThan``: the registry's objects
+  range from tag links of a few dozen bytes to layers of gigabytes, so any bound
+  leaves some out;
+* its Expiration has a ``CreatedBeforeDate``: whether OSS then expires noncurrent
+  versions of newer objects is not documented, so the rule is not relied on.
+
+When no rule covers, the reason lists why each noncurrent rule did not, so the
+operator sees what to change.
 The default registry prefix is ``"docker/"`` (the registry keeps everything under
 ``docker/registry/v2/``); a caller that knows better may pass ``"docker/registry/v2/"``,
 which a ``"docker/registry/"`` rule then covers.
@@ -67,14 +84,39 @@ class BucketRule:
     status: str  # "Enabled" | "Disabled"
     expiration_days: int | None = None
     noncurrent_days: int | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    nots: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # Filter/Not: (prefix, tags) each
+    object_size_greater_than: int | None = None
+    object_size_less_than: int | None = None
+    created_before_date: str | None = None
 
     @property
     def enabled(self) -> bool:
         return self.status.strip().lower() == "enabled"
 
     def covers(self, registry_prefix: str) -> bool:
-        """True when the rule applies to every key under ``registry_prefix``."""
-        return registry_prefix.startswith(self.prefix)
+        """True when the rule acts on every object under ``registry_prefix``."""
+        return self.exclusion(registry_prefix) is None
+
+    def exclusion(self, registry_prefix: str) -> str | None:
+        """Why the rule may leave some of the registry's objects alone (None: it cannot)."""
+        if not self.enabled:
+            return f"it is {self.status or 'not Enabled'}"
+        if not registry_prefix.startswith(self.prefix):
+            return f"its prefix {self.prefix!r} is narrower than {registry_prefix!r}"
+        if self.tags:
+            return f"it acts only on objects tagged {_tags(self.tags)}"
+        for not_prefix, not_tags in self.nots:
+            if not_prefix.startswith(registry_prefix) or registry_prefix.startswith(not_prefix):
+                tagged = f" tagged {_tags(not_tags)}" if not_tags else ""
+                return f"its Filter/Not leaves out objects under {not_prefix!r}{tagged}"
+        if self.object_size_greater_than is not None or self.object_size_less_than is not None:
+            bounds = [f"> {self.object_size_greater_than} bytes"] if self.object_size_greater_than is not None else []
+            bounds += [f"< {self.object_size_less_than} bytes"] if self.object_size_less_than is not None else []
+            return f"it acts only on objects of {' and '.join(bounds)}"
+        if self.created_before_date:
+            return f"its expiration is limited to objects created before {self.created_before_date}"
+        return None
 
     @classmethod
     def from_oss(cls, rule: Any) -> BucketRule:
@@ -95,6 +137,19 @@ class BucketRule:
         if isinstance(rule, Mapping):
             get = rule.get
             status = get("status", "Enabled")
+            not_ = get("not") or {}
+            return cls(
+                id=str(get("id", "") or ""),
+                prefix=str(get("prefix", "") or ""),
+                status=str(status or ""),
+                expiration_days=_days(get("expiration_days"), "expiration_days"),
+                noncurrent_days=_days(get("noncurrent_days"), "noncurrent_days"),
+                tags=_tag_pairs(get("tags")),
+                nots=((str(not_.get("prefix") or ""), _tag_pairs(not_.get("tags"))),) if not_ else (),
+                object_size_greater_than=get("object_size_greater_than"),
+                object_size_less_than=get("object_size_less_than"),
+                created_before_date=None if get("created_before_date") is None else str(get("created_before_date")),
+            )
         else:
             def get(name, default=None):
                 return getattr(rule, name, default)
@@ -106,7 +161,21 @@ class BucketRule:
             status=str(status or ""),
             expiration_days=_days(get("expiration_days"), "expiration_days"),
             noncurrent_days=_days(get("noncurrent_days"), "noncurrent_days"),
+            tags=tuple(get("tags", ()) or ()),
+            nots=tuple(get("nots", ()) or ()),
+            object_size_greater_than=get("object_size_greater_than"),
+            object_size_less_than=get("object_size_less_than"),
+            created_before_date=get("created_before_date"),
         )
+
+
+def _tag_pairs(tags: Any) -> tuple[tuple[str, str], ...]:
+    """Dataset-style ``[{"key", "value"}]`` as (key, value) pairs."""
+    return tuple((str(t.get("key", "")), str(t.get("value", ""))) for t in (tags or ()))
+
+
+def _tags(pairs: Iterable[tuple[str, str]]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in pairs)
 
 
 def _days(value: Any, name: str) -> int | None:
@@ -169,7 +238,8 @@ def release_window(
             "cover OSS's asynchronous storage statistics",
         )
     else:
-        covering = [r for r in parsed if r.enabled and r.noncurrent_days is not None and r.covers(registry_prefix)]
+        noncurrent = [r for r in parsed if r.noncurrent_days is not None]
+        covering = [r for r in noncurrent if r.covers(registry_prefix)]
         if covering:
             best = min(covering, key=lambda r: r.noncurrent_days)
             derived = Window(
@@ -180,11 +250,12 @@ def release_window(
                 f"{best.noncurrent_days} day(s), plus {margin_days} day(s) of margin",
             )
         else:
+            why = "; ".join(f"rule {r.id or '(no id)'} does not: {r.exclusion(registry_prefix)}" for r in noncurrent)
             derived = Window(
                 None,
                 True,
-                f"versioning is {state.lower()} and no lifecycle rule expires noncurrent versions under "
-                f"{shown_prefix}: storage will never drop",
+                f"versioning is {state.lower()} and no lifecycle rule expires noncurrent versions of every object "
+                f"under {shown_prefix}{f' ({why})' if why else ''}: storage will never drop (never released)",
             )
 
     if window_days is None:

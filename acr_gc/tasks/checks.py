@@ -32,6 +32,16 @@ def check_whitelist(config: Config, driver: GcDriver) -> None:
 @task(name="check-bucket", cache_policy=NO_CACHE)
 def check_bucket(config: Config) -> Window:
     """The release window from the bucket's versioning and lifecycle (DESIGN section 7)."""
+    window, blocked = release_check(config)
+    if blocked:
+        raise CheckFailed(blocked)
+    return window
+
+
+def release_check(config: Config) -> tuple[Window, str | None]:
+    """The bucket's release window (GetBucketVersioning, GetBucketLifecycle with every rule
+    filter), and the one-line message that stops a run (and fails ``acr-gc plan``) when the
+    storage would never drop and ``policy.accept_never_released`` does not accept that."""
     oss = oss_client(config)
     window = release_window(
         oss.get_versioning(),
@@ -40,8 +50,9 @@ def check_bucket(config: Config) -> Window:
         window_days=config.sampling.window_days,
     )
     if window.never_released and not config.policy.accept_never_released:
-        raise CheckFailed(
-            f"bucket {config.target.bucket}: {window.reason}; add a NoncurrentVersionExpiration lifecycle "
-            "rule, or set policy.accept_never_released: true to run anyway"
+        return window, (
+            f"bucket {config.target.bucket}: {window.reason}; add an Enabled NoncurrentVersionExpiration lifecycle "
+            "rule over the registry's prefix with no tag, Not or size filter, or set "
+            "policy.accept_never_released: true to run anyway"
         )
-    return window
+    return window, None

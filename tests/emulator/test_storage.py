@@ -277,3 +277,84 @@ def test_keys_after_and_prefix_follow_the_key_set():
     b.delete_object("c", day(1), version_id=b.versions("c")[0].version_id)  # key gone entirely
     assert list(b.keys()) == ["a", "b/1", "b/15", "b/2", "b/3"]
     assert [v.key for v in b.all_versions(after="b/15")] == ["b/2", "b/2", "b/3"]
+
+
+# ---- lifecycle filters (issue 12): Status, Tag, Not, size, CreatedBeforeDate ---------------
+#
+# One versioned bucket, four objects each overwritten once on day 0 (so each has one
+# noncurrent version from day 0 on), a rule with noncurrent_days 2 and one filter; on day
+# 3 what the filter selects is released, the rest still billed.
+#   docker/a  10 bytes noncurrent, untagged
+#   docker/b  1000 bytes noncurrent, untagged
+#   docker/k  10 bytes noncurrent, tagged keep=1
+#   logs/x    10 bytes noncurrent, untagged
+
+def _filtered_bucket(**filters) -> Bucket:
+    b = Bucket("b", T0, versioning="Enabled", lifecycle=[rule(prefix="", noncurrent_days=2, **filters)])
+    for key, size, tags in (("docker/a", 10, None), ("docker/b", 1000, None), ("docker/k", 10, {"keep": "1"}),
+                            ("logs/x", 10, None)):
+        b.put_object(key, T0, size=size, tags=tags)
+        b.put_object(key, T0, size=1, tags=tags)  # the first version becomes noncurrent at T0
+    return b
+
+
+def _noncurrent_keys(b: Bucket) -> list[str]:
+    return sorted(v.key for v in b.all_versions() if not v.delete_marker and not b.is_latest(v))
+
+
+@pytest.mark.parametrize("filters, left", [
+    ({}, []),                                                            # plain: everything released
+    ({"status": "Disabled"}, ["docker/a", "docker/b", "docker/k", "logs/x"]),  # a disabled rule does nothing
+    ({"tags": [{"key": "keep", "value": "1"}]}, ["docker/a", "docker/b", "logs/x"]),  # only tagged objects
+    ({"not": {"prefix": "docker/"}}, ["docker/a", "docker/b", "docker/k"]),  # all of docker/ left out
+    ({"not": {"prefix": "docker/", "tags": [{"key": "keep", "value": "1"}]}}, ["docker/k"]),  # tagged ones only
+    ({"object_size_greater_than": 10}, ["docker/a", "docker/k", "logs/x"]),  # strictly greater
+    ({"object_size_less_than": 1000}, ["docker/b"]),                      # strictly less
+])
+def test_noncurrent_release_honours_the_rule_filters(filters, left):
+    b = _filtered_bucket(**filters)
+    b.apply_lifecycle(day(1.9))
+    assert _noncurrent_keys(b) == ["docker/a", "docker/b", "docker/k", "logs/x"]  # not due yet
+    b.apply_lifecycle(day(3))
+    assert _noncurrent_keys(b) == left
+
+
+def test_created_before_date_expires_current_objects_modified_before_it():
+    b = Bucket("b", T0, lifecycle=[rule(prefix="", created_before_date=day(5))])
+    b.put_object("old", day(1), size=3)
+    b.apply_lifecycle(day(2))
+    assert b.current_keys() == []  # modified before day 5: expired at the next run
+    b.put_object("new", day(6), size=4)
+    b.apply_lifecycle(day(100))
+    assert b.current_keys() == ["new"]
+
+
+def test_filtered_rule_dataset_validation():
+    with pytest.raises(ValueError, match="object_size_greater_than must be below"):
+        rule(noncurrent_days=1, object_size_greater_than=10, object_size_less_than=10)
+    with pytest.raises(ValueError, match="not.prefix must lie under"):
+        rule(prefix="docker/", noncurrent_days=1, **{"not": {"prefix": "logs/"}})
+    with pytest.raises(ValueError, match="exclude each other"):
+        rule(expiration_days=1, created_before_date=day(1))
+
+
+# ---- the stat history behind a delayed GetBucketStat (issue 12) ---------------------------
+
+
+def test_stat_as_of_an_earlier_time_undoes_later_changes():
+    b = Bucket("b", T0, versioning="Enabled", lifecycle=[rule(prefix="", noncurrent_days=2)])
+    b.put_object("loaded", T0, size=100)
+    b.start_history()  # what a dataset loads has held all along
+    b.put_object("k", day(1), size=10)       # day 1: +10 bytes, +1 object
+    b.delete_object("k", day(2))             # day 2: a marker; the 10 bytes stay billed (noncurrent)
+    b.apply_lifecycle(day(5))                # released at day 4 (noncurrent since day 2 + 2 days)
+    # by hand: (bytes, objects, delete markers)
+    assert b.stat_as_of(day(0.5)) == (100, 1, 0)
+    assert b.stat_as_of(day(0.5) - timedelta(days=400)) == (100, 1, 0)  # before the history: as loaded
+    assert b.stat_as_of(day(1.5)) == (110, 2, 0)
+    assert b.stat_as_of(day(3)) == (110, 2, 1)
+    assert b.stat_as_of(day(4.5)) == (100, 1, 0)  # the version and the lone marker went at day 4
+    assert b.stat_as_of(day(5)) == (b.stat().storage_bytes, b.stat().object_count, 0) == (100, 1, 0)
+    # the history survives a dump and restore
+    again = Bucket.from_dump(json.loads(json.dumps(b.to_dump())))
+    assert [again.stat_as_of(day(t)) for t in (0.5, 1.5, 3, 4.5)] == [b.stat_as_of(day(t)) for t in (0.5, 1.5, 3, 4.5)]

@@ -456,7 +456,10 @@ class RecordingProxy:
                         body = json.loads(data)
                         body[list_key] = [item for item in body.get(list_key) or [] if item.get(item_key) != value]
                         data = json.dumps(body).encode()
-                    self.send_response(response.status, response.reason)
+                    # send_response would add this machine's Date and a Server header: the
+                    # emulator's own (its Date is on the emulated clock) must pass alone
+                    self.log_request(response.status)
+                    self.send_response_only(response.status, response.reason)
                     for key, value in response.getheaders():
                         if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
                             self.send_header(key, value)

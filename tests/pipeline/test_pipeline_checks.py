@@ -169,3 +169,31 @@ def test_bad_input_through_the_cli_exits_2(world, prefect_api_url, tmp_path, cas
     assert cloud_state(emu.truth()) == cloud_state(before)
     _assert_reads_only(_calls_since(world, marks))
     assert json.dumps(before["instances"]["cri-run"]["gc_tasks"]) == "[]"
+
+
+def test_statistics_too_late_for_the_baseline_block_before_any_change(world, prefect_api_url, tmp_path, monkeypatch):
+    """Issue 12 item 7: GetBucketStat's figures 30 h behind, sampling.stat_wait_max 1 h: the
+    baseline cannot cover the run, so the run stops BLOCKED, reads only, nothing changed."""
+    emu = world["emu"]
+    emu.load(dataset())
+    emu.set_faults(stat_delay_hours=30)
+    try:
+        before = emu.truth()
+        marks = _marks(world)
+        config = config_dict(world["endpoints"], tmp_path, "cri-run", "cri-run-storage",
+                             sampling={"stat_wait_max": "PT1H"})
+        state, folder = run_flow(config, monkeypatch)
+        after = emu.truth()
+    finally:
+        emu.set_faults(stat_delay_hours=0)
+
+    assert state.is_failed()
+    message = state.message
+    assert message.startswith("BLOCKED: bucket cri-run-storage: GetBucketStat's figures are from "), message
+    assert "\n" not in message and "sampling.stat_wait_max" in message and "nothing was changed" in message
+    summary = summary_of(folder)
+    assert summary["state"] == "BLOCKED" and summary["gc"]["task_id"] is None
+    rows = ledger_rows(config, folder.name)
+    assert rows["freezes"] == [] and rows["gc_tasks"] == []
+    assert cloud_state(after) == cloud_state(before)
+    _assert_reads_only(_calls_since(world, marks))

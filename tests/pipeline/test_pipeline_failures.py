@@ -125,6 +125,41 @@ def test_faults_and_throttling_during_the_run_still_give_correct_results(emu, pr
     assert truth["buckets"]["cri-run-storage"]["policy"] == OTHER_POLICY
 
 
+def test_business_errors_inside_http_200_are_retried_and_the_run_is_exact(emu, prefect_api_url, tmp_path,
+                                                                          monkeypatch):
+    """Issue 12 item 8: `business_error_rate 0.2` — a fifth of the ACR answers are HTTP 200
+    with IsSuccess false and a transient Code (SystemError, Throttling.User,
+    ServiceUnavailable). The run retries each one and ends exactly right; every injected
+    error is one counted retry."""
+    from acr_gc.cloud import calls
+
+    emu.load(dataset(run_policy=OTHER_POLICY))
+    emu.set_faults(business_error_rate=0.2, seed=7)
+    config = config_dict((emu.acr_endpoint, emu.oss_endpoint), tmp_path, "cri-run", "cri-run-storage",
+                         api={"qps": 200, "concurrency": 4, "retries": 8})
+    calls.reset_stats()
+
+    state, folder = run_flow(config, monkeypatch)
+
+    truth = emu.truth()
+    injected = truth["fault_counts"].get("acr:business", 0)
+    stats = calls.stats()
+    assert state.is_completed(), (state.message, truth["fault_counts"])
+    summary = summary_of(folder)
+    assert summary["state"] == "GC_DONE"
+    assert summary["checks"] == {"unexpected_deletions": 0, "missed_deletions": 0, "freeze_restored": True}
+    assert _tags_of(truth, "cri-run") == RUN_RETAINED  # exact: the hand-worked retained set
+    assert [t["state"] for t in truth["instances"]["cri-run"]["gc_tasks"]] == ["SUCCESS"]
+    assert summary["gc"]["tags_deleted"] == 7
+    assert truth["buckets"]["cri-run-storage"]["policy"] == OTHER_POLICY
+    # The run met business errors (about a fifth of its ~50 ACR answers), and retried each once.
+    print(f"business errors injected {injected}, business retries {stats.by_kind.get('business', 0)}, "
+          f"all retries {stats.retries}, calls {stats.calls}")
+    assert injected >= 3, truth["fault_counts"]
+    assert stats.by_kind.get("business", 0) == injected, (stats.by_kind, injected)
+    assert stats.failures == 0
+
+
 def test_a_dropped_gc_create_answer_is_looked_up_then_retried_once(emu, prefect_api_url, tmp_path, monkeypatch):
     """The first CreateGarbageCollectionTask is cut off on the wire (the answer's head, then
     the connection closes) before it reaches the emulator: the outcome is unknown to the

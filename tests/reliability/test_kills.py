@@ -19,7 +19,7 @@ parked there and kills its process group.
 | frozen | CreateGarbageCollectionTask | frozen the bucket, recorded the GC start — no task |
 | GC running | (none: GC slowed) | a task deleting tags under the freeze |
 | after GC, before thaw | 2nd PutBucketPolicy (the thaw) | a finished task, the bucket still frozen |
-| during sampling | 4th GetBucketStat (plan, baseline, after GC, then the 1st inline sample) | thawed; sampled before and after GC |
+| during sampling | 5th GetBucketStat (plan, baseline twice, after GC, then the 1st inline sample) | thawed; sampled before and after GC |
 
 Dataset: tests/pipeline/crash_support.py (40 expired tags worked out by hand there),
 sampling inline on one-second emulated days, the session's Prefect server.
@@ -52,7 +52,9 @@ BOUNDARIES = {
     "frozen": ({"action": "CreateGarbageCollectionTask", "skip": 0}, 40.0),
     "gc-running": (None, 4.0),
     "after-gc-before-thaw": ({"action": "PutBucketPolicy", "skip": 1}, 40.0),
-    "during-sampling": ({"action": "GetBucketStat", "skip": 3}, 40.0),
+    # issue 12: the baseline asks twice — the first answer's figures (its LastModifiedTime)
+    # always predate the moment it was asked, which the baseline must cover
+    "during-sampling": ({"action": "GetBucketStat", "skip": 4}, 40.0),
 }
 
 

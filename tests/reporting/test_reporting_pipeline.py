@@ -154,3 +154,70 @@ def test_inline_run_reports_handworked_bytes_equal_to_ground_truth(emu, prefect_
     link = by_key[f"acr-gc-report-link-{INSTANCE}"][-1]
     assert (folder / "report.html").resolve().as_uri() in link.data
     assert by_key[f"acr-gc-storage-chart-{INSTANCE}"][-1].type == "image"
+
+
+STAT_DELAY_HOURS = 30
+
+
+def test_delayed_statistics_full_run_is_complete_and_timed_by_last_modified(emu, prefect_api_url, tmp_path,
+                                                                            monkeypatch):
+    """Issue 12 item 7: with `--stat-delay-hours 30` GetBucketStat answers the figures of 30
+    emulated hours ago, with that LastModifiedTime. The run still ends COMPLETE with the
+    hand-worked before/after, each equal to the emulator's truth at the sample's time.
+
+    Two things make the lag matter here. An application writes an object just before the
+    run: "before" must include it, so the baseline has to wait until the figures cover the
+    run (30 h stale figures would miss it). And margin_days is 0, so the window ends just
+    as the noncurrent versions are released: closing on a request after the end would read
+    figures from 30 h before it, still billed; only figures dated after the end show the
+    release."""
+    from datetime import datetime
+
+    from acr_gc.cloud.credentials import from_keys
+    from acr_gc.cloud.oss import OssClient
+    from acr_gc.config import Config, Target
+    from acr_gc.flows.reclaim import reclaim_storage
+    from acr_gc.reports.files import new_run_id
+    from reporting_support import BUCKET, CLOCK, WRITER_AK, WRITER_SECRET, dataset
+
+    pushed = 4_321
+    emu.load(dataset())
+    emu.set_faults(stat_delay_hours=STAT_DELAY_HOURS)  # as `emulator serve --stat-delay-hours 30`
+    try:
+        writer = OssClient(Target(instance_id=INSTANCE, bucket=BUCKET, oss_endpoint=emu.oss_endpoint),
+                           credentials=from_keys(WRITER_AK, WRITER_SECRET))
+        writer.put_object("exports/late.csv", b"x" * pushed)  # just before the run
+        config = config_dict(emu, tmp_path, "inline", day_length=DAY_SECONDS)
+        config["sampling"]["margin_days"] = 0
+        use_keys(monkeypatch)
+        run_id = new_run_id()
+        state = reclaim_storage(Config.model_validate(config), run_id=run_id, return_state=True)
+        run, samples = ledger_run_and_samples(config["ledger"]["url"], run_id)
+        at = {iso(t): emu.truth(at=iso(t))["buckets"]["cri-rep-storage"]["stat_at"] for t, *_ in samples}
+    finally:
+        emu.set_faults(stat_delay_hours=0)
+
+    assert state.is_completed(), state.message
+    summary = summary_of(tmp_path / "out" / INSTANCE / run_id)
+    assert summary["state"] == "COMPLETE" and summary["storage"]["window_complete"] is True
+    assert summary["storage"]["before_bytes"] == BEFORE_BYTES + pushed
+    assert summary["storage"]["after_bytes"] == AFTER_BYTES + pushed
+    assert summary["storage"]["reclaimed_bytes"] == RECLAIMED_BYTES
+
+    series = [s for s in samples if s[3] != "stale"]
+    before, closing = series[0], series[-1]
+    assert before[3] == "before" and closing[3] == "after"
+    # each sample is the emulator's truth at its own time (the figures' LastModifiedTime)
+    for taken_at, storage_bytes, objects, _phase in series:
+        assert (storage_bytes, objects) == (at[iso(taken_at)]["storage_bytes"], at[iso(taken_at)]["objects"])
+    assert (before[1], before[2]) == (BEFORE_BYTES + pushed, BEFORE_OBJECTS + 1)
+    assert (closing[1], closing[2]) == (AFTER_BYTES + pushed, AFTER_OBJECTS + 1)
+    # the baseline covers the run: its figures are not those of 30 hours before the load
+    loaded = datetime.fromisoformat(CLOCK.replace("Z", "+00:00"))
+    assert utc(before[0]) >= loaded
+    assert utc(before[0]) <= utc(run.gc_started_at)  # and they predate GC's deletions
+    # the window closed on figures from after its end, not on a request after it
+    assert utc(closing[0]) >= utc(run.window_end)
+    assert all(utc(s[0]) < utc(run.window_end) for s in series[:-1])
+    times = [utc(s[0]) for s in series]
+    assert times == sorted(times)  # a series that only moves forward

@@ -125,10 +125,14 @@ def test_versioned_with_explicit_registry_prefix():
 def test_versioned_without_a_covering_noncurrent_rule_never_releases(versioning, rules):
     w = release_window(versioning, rules)
     assert w.days is None and w.never_released
-    assert w.reason == (
-        f"versioning is {versioning.lower()} and no lifecycle rule expires noncurrent versions under docker/: "
-        "storage will never drop"
+    # issue 12 (lifecycle filters): the reason now also names why each noncurrent rule does not count
+    assert w.reason.startswith(
+        f"versioning is {versioning.lower()} and no lifecycle rule expires noncurrent versions of every object "
+        "under docker/"
     )
+    assert w.reason.endswith("storage will never drop (never released)")
+    for r in rules:
+        assert (f"rule {r.id} does not" in w.reason) == (r.noncurrent_days is not None)
     assert "\n" not in w.reason
     assert window_end(GC_DONE, w) is None
     assert not window_closed(GC_DONE + timedelta(days=10_000), None)
@@ -204,3 +208,56 @@ def test_property_window_matches_oracle(versioning, rules, margin, override):
     assert (end is None) is (expected is None)
     if end is not None:
         assert window_closed(end, end) and not window_closed(end - timedelta(microseconds=1), end)
+
+
+# -- lifecycle filters (issue 12): a rule releases the registry's data only if it is Enabled
+#    and nothing in it can leave one of the registry's objects out
+
+
+def filtered(**fields):
+    return BucketRule(id="nc", prefix="docker/", status="Enabled", noncurrent_days=3, **fields)
+
+
+@pytest.mark.parametrize(
+    "r, words",
+    [
+        (BucketRule(id="nc", prefix="docker/", status="Disabled", noncurrent_days=3), "it is Disabled"),
+        (filtered(tags=(("env", "prod"),)), "only on objects tagged env=prod"),
+        (filtered(nots=(("docker/registry/v2/blobs/", ()),)), "Filter/Not leaves out objects under"),
+        (filtered(nots=(("logs/", ()), ("docker/", (("keep", "1"),)))), "tagged keep=1"),  # the second Not
+        (filtered(nots=(("", (("keep", "1"),)),)), "Filter/Not"),  # a Not over the whole bucket
+        (filtered(object_size_greater_than=0), "> 0 bytes"),
+        (filtered(object_size_less_than=5 * 2**40), "< 5497558138880 bytes"),
+        (filtered(created_before_date="2026-01-01T00:00:00.000Z"), "created before 2026-01-01"),
+    ],
+)
+def test_a_filter_that_can_exclude_registry_objects_never_releases(r, words):
+    w = release_window("Enabled", [r], margin_days=2)
+    assert w.never_released and w.days is None
+    assert f"rule nc does not: " in w.reason and words in w.reason, w.reason
+
+
+def test_a_not_filter_elsewhere_in_the_bucket_leaves_the_registry_covered():
+    r = BucketRule(id="nc", prefix="", status="Enabled", noncurrent_days=4, nots=(("logs/", ()),))
+    assert release_window("Enabled", [r], margin_days=2).days == 6
+
+
+def test_a_plain_rule_beside_a_filtered_one_gives_its_window():
+    rules = [filtered(tags=(("env", "prod"),)), BucketRule(id="plain", prefix="docker/", status="Enabled",
+                                                            noncurrent_days=5)]
+    w = release_window("Enabled", rules, margin_days=2)
+    assert (w.days, w.never_released) == (7, False) and "plain" in w.reason
+
+
+def test_filters_come_from_the_adapter_rule_and_the_dataset_shape():
+    adapter = LifecycleRule(id="r", prefix="docker/", status="Enabled", expiration_days=None, noncurrent_days=2,
+                            tags=(("a", "b"),), nots=(("docker/x/", (("k", "v"),)),),
+                            object_size_greater_than=10, object_size_less_than=20,
+                            created_before_date="2026-01-01T00:00:00.000Z")
+    from_adapter = BucketRule.of(adapter)
+    from_dataset = BucketRule.of({"id": "r", "prefix": "docker/", "noncurrent_days": 2, "tags": [{"key": "a", "value": "b"}],
+                                  "not": {"prefix": "docker/x/", "tags": [{"key": "k", "value": "v"}]},
+                                  "object_size_greater_than": 10, "object_size_less_than": 20,
+                                  "created_before_date": "2026-01-01T00:00:00.000Z"})
+    assert from_adapter == from_dataset
+    assert from_adapter.tags == (("a", "b"),) and from_adapter.nots == (("docker/x/", (("k", "v"),)),)
