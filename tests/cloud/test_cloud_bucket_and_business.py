@@ -165,6 +165,7 @@ def _sampling_setup(emulator, tmp_path, **sampling):
                    "oss_endpoint": emulator.oss_endpoint},
         "sampling": {"day_length": 1.0, **sampling},
         "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
+        "freeze": {"principals": ["acs:ram::1:user/pusher"]},
         "report": {"out_dir": str(tmp_path / "out")},
     })
     ledger = Ledger(config.ledger.url)

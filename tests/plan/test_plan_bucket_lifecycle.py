@@ -80,6 +80,7 @@ def _config(emulator, tmp_path: Path) -> dict:
                    "acr_endpoint": emulator.acr_endpoint, "oss_endpoint": emulator.oss_endpoint,
                    "credentials": "chain"},
         "sampling": {"margin_days": MARGIN_DAYS},
+        "freeze": {"principals": ["acs:ram::1:user/pusher"]},
         "report": {"out_dir": str(tmp_path / "out")},
         "api": {"retries": 2},
     }
