@@ -213,18 +213,21 @@ def _preflight_or_exit(config) -> None:
         fail(str(exc), code=1)
 
 
-RUN_EXIT_CODES = {"GC_DONE": 0, "COMPLETE": 0, "BLOCKED": 3, "FAILED": 1, "CANCELED": 1}
+RUN_EXIT_CODES = {"GC_DONE": 0, "COMPLETE": 0, "BLOCKED": 3, "REJECTED": 3, "FAILED": 1, "CANCELED": 1}
 
 
 @app.command("run")
 def run_command(
     config_path: Path = typer.Option(..., "--config", help="run configuration (YAML)"),
     out: Optional[Path] = typer.Option(None, "--out", help="report folder root (default: report.out_dir)"),
+    approve: bool = typer.Option(False, "--approve", help="approve the plan in advance (approval.required); "
+                                                          "without it a terminal asks y/N, no terminal means no"),
 ) -> None:
     """Run the whole pipeline once for the configured instance.
 
-    Exit 0 when GC is done, 3 when a check blocked the run before any change, 1 when the
-    run failed or was cancelled (the bucket is thawed either way), 2 on bad input.
+    Exit 0 when GC is done, 3 when a check blocked the run or its plan was not approved
+    (nothing changed), 1 when the run failed or was cancelled (the bucket is thawed
+    either way), 2 on bad input. On a terminal, long work shows progress bars.
     """
     _start_prefect_api()
     config = _with_out(_load(config_path), out)
@@ -233,8 +236,12 @@ def run_command(
     from acr_gc.flows.reclaim import reclaim_storage
     from acr_gc.reports.files import new_run_id
 
+    from acr_gc.seat import install
+    from acr_gc.terminal import TerminalSeat
+
     run_id = new_run_id()
     _prefect_api_ready()
+    install(TerminalSeat(approve=approve))
     state = reclaim_storage(config, run_id=run_id, return_state=True)
     folder = Path(config.report.out_dir) / config.target.instance_id / run_id
     try:
@@ -393,7 +400,11 @@ def demo_command(
 
     from acr_gc.prefect_api import PrefectApiUnavailable
 
+    from acr_gc.seat import install
+    from acr_gc.terminal import TerminalSeat
+
     run_id = new_run_id()
+    install(TerminalSeat())  # progress bars; the demo's config asks for no approval
     try:
         config, state = run_demo(out, run_id)
     except PrefectApiUnavailable as exc:

@@ -46,7 +46,7 @@ from acr_gc.rules.figures import (
     summary_storage_block,
 )
 
-REPORTABLE_STATES = {"PLANNED", "BLOCKED", "FAILED", "CANCELED", "GC_DONE", "COMPLETE"}
+REPORTABLE_STATES = {"PLANNED", "BLOCKED", "REJECTED", "FAILED", "CANCELED", "GC_DONE", "COMPLETE"}
 SAVINGS_STATES = {"GC_DONE", "COMPLETE"}  # runs whose GC finished: the ones with a saving
 
 
