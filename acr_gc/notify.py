@@ -41,7 +41,7 @@ def _load_block(name: str):
 def message(event: str, summary: dict, folder: Path | str | None, detail: str | None = None) -> tuple[str, str]:
     """(subject, body): the event, the instance, the headline figures and where the report is."""
     instance, run_id = summary.get("instance_id"), summary.get("run_id")
-    subject = f"acr-gc {instance}: {event.replace('_', ' ').lower()}"
+    subject = f"acr-gc {instance}: {event}"
     lines = [f"acr-gc run {run_id} on instance {instance} (bucket {summary.get('bucket')}): {event}"]
     if detail:
         lines.append(detail)
