@@ -389,6 +389,53 @@ def report_command(
     typer.echo(str(folder))
 
 
+@app.command("status")
+def status_command(
+    config_path: Optional[Path] = typer.Option(None, "--config", help="run configuration (YAML): its ledger, and "
+                                                                      "the cloud access to read the buckets"),
+    ledger_url: Optional[str] = typer.Option(None, "--ledger", help="a ledger URL (without --config: the freeze "
+                                                                    "and the clock come from the ledger only)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON document for scripts"),
+) -> None:
+    """Where each instance in the ledger stands: last run, open release windows, a freeze
+    on its bucket now, savings to date. Exit 0; 3 when a bucket is frozen and no live run
+    holds its instance (thaw it: `acr-gc thaw --config …`); 2 on bad input."""
+    from datetime import datetime, timezone
+
+    from pydantic import ValidationError
+
+    from acr_gc.cloud.errors import CloudError
+    from acr_gc.config import Ledger as LedgerSection
+    from acr_gc.input_errors import first_problem
+    from acr_gc.ledger import Ledger
+    from acr_gc.ledger.store import LedgerUnavailable
+    from acr_gc.reports.status import cloud_now, instance_status, print_status, unattended_freezes
+
+    if config_path is None and ledger_url is None:
+        fail("give --config FILE or --ledger URL")
+    config = _load(config_path) if config_path is not None else None
+    try:
+        url = LedgerSection(url=ledger_url).url if ledger_url is not None else config.ledger.url
+    except ValidationError as exc:
+        fail(f"--ledger: {first_problem(exc, LedgerSection)}")
+    try:
+        ledger = Ledger(url)
+        now = cloud_now(config) if config is not None else datetime.now(timezone.utc)
+        entries = instance_status(ledger, config, now)
+    except LedgerUnavailable as exc:
+        fail(str(exc))
+    except CloudError as exc:
+        fail(str(exc), code=1)
+    if as_json:
+        typer.echo(json.dumps({"now": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "instances": entries}, indent=2))
+    else:
+        print_status(entries, now)
+    unattended = unattended_freezes(entries)
+    if unattended and not as_json:
+        typer.echo(f"frozen with no live run: {', '.join(unattended)}; thaw with `acr-gc thaw --config …`", err=True)
+    raise typer.Exit(3 if unattended else 0)
+
+
 @app.command("demo")
 def demo_command(
     out: Path = typer.Option(Path("reports/demo"), "--out", help="report folder root"),
