@@ -84,6 +84,8 @@ def test_approved_through_the_api_runs_gc_and_notifies_each_event_once(emulator,
     row = _approval_row(config, folder.name)
     assert (row.approved, row.answered_by, row.reason, row.via) == (True, "alice", "checked plan.csv", "prefect")
     assert row.answered_at >= row.asked_at
+    report = (folder / "report.md").read_text(encoding="utf-8")
+    assert "Plan approved by alice (prefect, " in report and ": checked plan.csv" in report
 
     # GC_DONE: once, with the figures of the run.
     assert _events(receiver) == ["AWAITING_APPROVAL", "GC_DONE"]
