@@ -1,9 +1,9 @@
 """The seat at a terminal (``acr-gc run``, ``acr-gc demo``): progress bars and the y/N.
 
 On a terminal, long work draws a ``rich`` progress bar (done / total, elapsed, ETA); when
-standard output is a file or a pipe, it prints a plain line now and then instead, with no
-control characters, so logs stay readable. The run folder is still the last line: the
-CLI prints it after the flow has returned and every bar is closed.
+standard output is a file or a pipe, a plain line now and then goes to standard error
+instead (beside Prefect's log lines), with no control characters, so that standard
+output stays what scripts read: the three result lines and the run folder, last.
 
 The plan's approval: ``--approve`` says yes in advance; otherwise, on a terminal, the
 headline is shown and the person answers y/N (anything but yes is no); with no terminal
@@ -82,15 +82,16 @@ class _PlainBar(Progress):
 
 
 class TerminalSeat(Seat):
-    def __init__(self, approve: bool = False, out=None, inp=None):
+    def __init__(self, approve: bool = False, out=None, inp=None, log=None):
         self.approve = approve
         self.out = out or sys.stdout
         self.inp = inp or sys.stdin
+        self.log = log or sys.stderr
 
     def progress(self, what: str, total: float | None, unit: str) -> Progress:
         if self.out.isatty():
             return _RichBar(what, total, unit, self.out)
-        return _PlainBar(what, total, unit, self.out)
+        return _PlainBar(what, total, unit, self.log)
 
     def decide(self, headline: str) -> Decision:
         if self.approve:

@@ -143,11 +143,13 @@ def test_approve_without_a_terminal_prints_plain_progress_lines(emulator, prefec
     for stream in (result.stdout, result.stderr):
         assert not CONTROL.search(stream), repr(CONTROL.search(stream))
         assert "\x1b" not in stream
+    # Progress beside the logs on stderr; stdout is the three result lines and the folder.
+    progress = result.stderr.splitlines()
+    assert f"GC: {len(RUN_EXPIRED)}/{len(RUN_EXPIRED)} tags deleted (100%)" in progress
+    assert "inventory: 4/4 repositories listed (100%)" in progress
     lines = result.stdout.splitlines()
-    assert f"GC: {len(RUN_EXPIRED)}/{len(RUN_EXPIRED)} tags deleted (100%)" in lines
-    assert "inventory: 4/4 repositories listed (100%)" in lines
     folder = _folder(tmp_path)
-    assert lines[-1] == str(folder)
+    assert len(lines) == 4 and lines[0].startswith("state: GC_DONE") and lines[-1] == str(folder), lines
     assert summary_of(folder)["state"] == "GC_DONE"
     assert emulator.truth()["instances"]["cri-run"]["tags"] == RUN_RETAINED
 
