@@ -197,3 +197,82 @@ def test_a_failing_receiver_never_fails_the_run(emulator, prefect_api_url, tmp_p
     assert summary_of(folder)["state"] == "GC_DONE"
     assert [m["subject"] for m in broken.messages] == ["acr-gc cri-run: GC_DONE"]  # it was tried, and failed
     assert emulator.truth()["instances"]["cri-run"]["tags"] == RUN_RETAINED
+
+
+def test_a_served_deployment_pauses_for_approval_and_runs_once_approved(emulator, prefect_api_url, tmp_path,
+                                                                         receiver):
+    """As a scheduled deployment runs: ``reclaim_storage.serve()`` in its own process, a run
+    started through the API, paused in the runner's subprocess, answered through the API."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from prefect import get_client
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import resume_flow_run
+    from prefect.input.actions import read_flow_run_input
+    from prefect.input.run_input import keyset_from_paused_state
+
+    from pipeline_support import ROOT, cli_env
+
+    emulator.load(dataset())
+    before = cloud_state(emulator.truth())
+    config = _config(emulator, tmp_path, receiver)
+    name = f"approval-{time.time_ns()}"
+    env = {**cli_env(prefect_api_url), "PREFECT_LOGGING_EXTRA_LOGGERS": "acr_gc"}
+    log = open(tmp_path / "serve.log", "wb")
+    served = subprocess.Popen(
+        [sys.executable, "-c", "from acr_gc.flows.reclaim import reclaim_storage; "
+                               f"reclaim_storage.serve(name={name!r}, print_starting_message=False)"],
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait(what, predicate, timeout=240):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            assert served.poll() is None, (tmp_path / "serve.log").read_text(errors="replace")[-3000:]
+            time.sleep(0.5)
+        raise AssertionError(f"{what} within {timeout} s\n" + (tmp_path / "serve.log").read_text(errors="replace")[-3000:])
+
+    def flow_run(flow_run_id):
+        with get_client(sync_client=True) as client:
+            return client.read_flow_run(flow_run_id)
+
+    def deployed():
+        with get_client(sync_client=True) as client:
+            try:
+                return client.read_deployment_by_name(f"reclaim-storage/{name}")
+            except Exception:
+                return None
+
+    try:
+        wait("the deployment is served", deployed)
+        started = run_deployment(f"reclaim-storage/{name}", parameters={"config": config}, timeout=0)
+        paused = wait("the run pauses for approval", lambda: (lambda r: r if r.state and r.state.is_paused()
+                                                              else None)(flow_run(started.id)))
+        assert paused.state.state_details.pause_key == PAUSE_KEY
+        description = read_flow_run_input(keyset_from_paused_state(paused.state)["description"], flow_run_id=paused.id)
+        assert f"tags to delete: {len(RUN_EXPIRED)} of 17" in description
+        assert cloud_state(emulator.truth()) == before
+        resume_flow_run(started.id, run_input={"approve": True, "answered_by": "bob", "reason": "ok from the UI"})
+        ended = wait("the run ends", lambda: (lambda r: r if r.state and r.state.is_final() else None)(
+            flow_run(started.id)))
+    finally:
+        os.killpg(served.pid, signal.SIGTERM)
+        try:
+            served.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(served.pid, signal.SIGKILL)
+            served.wait()
+        log.close()
+    assert ended.state.is_completed(), (ended.state, (tmp_path / "serve.log").read_text(errors="replace")[-3000:])
+    (folder,) = [p for p in (tmp_path / "out" / "cri-run").iterdir() if p.is_dir()]
+    assert summary_of(folder)["state"] == "GC_DONE"
+    assert emulator.truth()["instances"]["cri-run"]["tags"] == RUN_RETAINED
+    row = _approval_row(config, folder.name)
+    assert (row.approved, row.answered_by, row.via) == (True, "bob", "prefect")
+    assert _events(receiver) == ["AWAITING_APPROVAL", "GC_DONE"]
