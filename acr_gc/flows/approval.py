@@ -50,15 +50,30 @@ def headline(config: Config, plan: dict, folder: Path) -> str:
 
     saving = plan["bytes_expected"] / 2**30 * config.report.price_per_gb_month
     bound = "at most " if plan.get("bytes_expected_is_upper_bound") else ""
-    return "\n".join([
+    key = artifact_key("plan", config.target.instance_id)
+    lines = [
         f"Approve the plan for ACR instance {config.target.instance_id} (bucket {config.target.bucket})?",
         f"- tags to delete: {plan['tags_expired']} of {plan['tags_total']}",
         f"- forecast: {bound}{human_bytes(plan['bytes_expected'])} freed ({plan['bytes_expected']} bytes), "
         f"saving {bound}{saving:.2f} {config.report.currency} per month",
+    ]
+    if plan.get("tags_possible"):  # summary.json's plan block, as far as it goes
+        lines.append(f"- tags GC may delete too under another reading of the rules: {plan['tags_possible']}"
+                     + (f", up to {human_bytes(plan['bytes_expected_max'])} freed in all"
+                        if plan.get("bytes_expected_max") is not None else ""))
+    lines += [
         f"- expired tags with no way back, allowed by policy.allow_unregenerable: {plan['tags_unregenerable']}",
-        f"- the plan: artifact {artifact_key('plan', config.target.instance_id)} in Prefect, "
-        f"{folder / 'plan.csv'} on disk",
-    ])
+        f"- the plan: artifact {key}{_ui_link(key)} in Prefect, {folder / 'plan.csv'} on disk",
+    ]
+    return "\n".join(lines)
+
+
+def _ui_link(key: str) -> str:
+    """The artifact's page in the Prefect UI, when the UI's address is known."""
+    from prefect.settings import PREFECT_UI_URL
+
+    url = PREFECT_UI_URL.value()
+    return f" ({url.rstrip('/')}/artifacts/key/{key})" if url else ""
 
 
 def approve_plan(config: Config, ledger: Ledger, run_id: str, plan: dict, folder: Path,
