@@ -375,10 +375,14 @@ def report_command(
     _prefect_api_ready()
     try:
         folder = build_report(ledger, run_id)
-        finalize_savings(ledger, run_id)
+        final = finalize_savings(ledger, run_id)
     except ReportError as exc:
         fail(f"run {run_id}: {exc}")
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    if final:  # this command made the report final: told once, as the sampler would
+        from acr_gc import notify
+
+        notify.send(config, "COMPLETE", summary, folder, "the release window closed: the report is final")
     storage, cost = summary["storage"], summary["cost"]
     typer.echo(f"state: {summary['state']}" + ("" if storage["window_complete"] else " (window not complete: provisional)"))
     if storage["reclaimed_bytes"] is not None:
