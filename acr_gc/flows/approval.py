@@ -110,7 +110,7 @@ def _ask_in_prefect(config: Config, text: str) -> Decision:
     description = text.replace("\n- ", "\n\n- ", 1) + "\n\nAnswer below: approve true/false, your name, a reason."
     try:
         answer = pause_flow_run(wait_for_input=ApprovePlan.with_initial_data(description=description),
-                                timeout=timeout, poll_interval=min(10, max(1, timeout // 10)), key=PAUSE_KEY)
+                                timeout=timeout, poll_interval=min(10, max(1, timeout // 60)), key=PAUSE_KEY)
     except FlowPauseTimeout:
         return Decision(False, "nobody", f"no answer within approval.timeout ({timeout} s)", "timeout")
     return Decision(answer.approve, answer.answered_by, answer.reason, "prefect")

@@ -37,7 +37,7 @@ def receiver():
 
 def _config(emulator, tmp_path, receiver, instance="cri-run", **sections):
     return config_dict((emulator.acr_endpoint, emulator.oss_endpoint), tmp_path, instance, f"{instance}-storage",
-                       approval={"required": True, "timeout": 300, "approvers": ["alice", "bob"]},
+                       approval={"required": True, "timeout": 120, "approvers": ["alice", "bob"]},
                        notify={"block": save_webhook_block("acr-gc-test-hook", receiver.url)}, **sections)
 
 
