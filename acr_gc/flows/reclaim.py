@@ -23,8 +23,8 @@ from prefect.context import FlowRunContext
 from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from acr_gc.cloud.acr import GcStatus
 from acr_gc import notify
+from acr_gc.cloud.acr import GcStatus
 from acr_gc.config import Config
 from acr_gc.flows.approval import Rejected, approve_plan
 from acr_gc.gc import TERMINAL_STATES, make_driver
@@ -395,7 +395,8 @@ def _days_of(run: _Run, bar) -> Callable[[Sample], None]:
     first: list[datetime] = []
 
     def sampled(sample: Sample) -> None:
-        first.append(first[0] if first else sample.taken_at)
+        if not first:
+            first.append(sample.taken_at)
         window = (run.window_end - first[0]).total_seconds() / 86400 if run.window_end else None
         done = (sample.taken_at - first[0]).total_seconds() / 86400
         bar.update(round(min(done, window) if window else done, 1), None if window is None else round(window, 1))
