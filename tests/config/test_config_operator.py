@@ -46,3 +46,20 @@ def test_bad_values_are_one_clear_line(tmp_path, sections, expected):
         _load(tmp_path, **sections)
     message = str(error.value)
     assert expected in message and "\n" not in message
+
+
+def test_status_bad_input_is_one_line_and_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from acr_gc.cli import app
+
+    runner = CliRunner()
+    neither = runner.invoke(app, ["status"])
+    assert neither.exit_code == 2 and "give --config FILE or --ledger URL" in neither.output
+    bad = runner.invoke(app, ["status", "--ledger", "nonsense://x"])
+    assert bad.exit_code == 2 and "--ledger:" in bad.output
+    empty = runner.invoke(app, ["status", "--ledger", f"sqlite:///{tmp_path / 'ledger.db'}", "--json"])
+    assert empty.exit_code == 0, empty.output
+    import json
+
+    assert json.loads(empty.output)["instances"] == []
