@@ -68,6 +68,17 @@ def headline(config: Config, plan: dict, folder: Path) -> str:
     return "\n".join(lines)
 
 
+def _run_link() -> str:
+    """This flow run's page in the Prefect UI, when the UI's address is known."""
+    from prefect.context import FlowRunContext
+    from prefect.settings import PREFECT_UI_URL
+
+    context, url = FlowRunContext.get(), PREFECT_UI_URL.value()
+    if context is None or context.flow_run is None or not url:
+        return ""
+    return f" {url.rstrip('/')}/runs/flow-run/{context.flow_run.id}"
+
+
 def _ui_link(key: str) -> str:
     """The artifact's page in the Prefect UI, when the UI's address is known."""
     from prefect.settings import PREFECT_UI_URL
@@ -85,7 +96,8 @@ def approve_plan(config: Config, ledger: Ledger, run_id: str, plan: dict, folder
     decision = seat().decide(text)
     if decision is None:
         if on_waiting is not None:
-            on_waiting(text)
+            on_waiting(f"{text}\nanswer: resume the paused flow run{_run_link()} (key {PAUSE_KEY}) within "
+                       f"{config.approval.timeout}")
         decision = _ask_in_prefect(config, text)
     approvers = config.approval.approvers
     if decision.approved and approvers and decision.answered_by not in approvers:
