@@ -17,13 +17,17 @@ PLAN = {"tags_total": 40, "tags_expired": 12, "tags_unregenerable": 3, "bytes_ex
 
 
 def test_headline_has_the_plan_the_saving_and_where_the_plan_is():
-    text = headline(CONFIG, PLAN, Path("/runs/cri-x/r1"))
+    from prefect.settings import PREFECT_UI_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_UI_URL: "http://ui.example:4200/"}):
+        text = headline(CONFIG, PLAN, Path("/runs/cri-x/r1"))
     assert text.splitlines() == [
         "Approve the plan for ACR instance cri-x (bucket cri-x-storage)?",
         "- tags to delete: 12 of 40",
         "- forecast: 5.0 GiB freed (5368709120 bytes), saving 0.60 CNY per month",  # 5 GiB x 0.12
         "- expired tags with no way back, allowed by policy.allow_unregenerable: 3",
-        "- the plan: artifact acr-gc-plan-cri-x in Prefect, /runs/cri-x/r1/plan.csv on disk",
+        "- the plan: artifact acr-gc-plan-cri-x (http://ui.example:4200/artifacts/key/acr-gc-plan-cri-x) in Prefect, "
+        "/runs/cri-x/r1/plan.csv on disk",
     ]
     bounded = headline(CONFIG, {**PLAN, "bytes_expected_is_upper_bound": True}, Path("/r"))
     assert "- forecast: at most 5.0 GiB freed (5368709120 bytes), saving at most 0.60 CNY per month" in bounded
