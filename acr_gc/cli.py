@@ -287,18 +287,21 @@ def _preflight_or_exit(config) -> None:
         fail(str(exc), code=1)
 
 
-RUN_EXIT_CODES = {"GC_DONE": 0, "COMPLETE": 0, "BLOCKED": 3, "FAILED": 1, "CANCELED": 1}
+RUN_EXIT_CODES = {"GC_DONE": 0, "COMPLETE": 0, "BLOCKED": 3, "REJECTED": 3, "FAILED": 1, "CANCELED": 1}
 
 
 @app.command("run")
 def run_command(
     config_path: Path = typer.Option(..., "--config", help="run configuration (YAML)"),
     out: Optional[Path] = typer.Option(None, "--out", help="report folder root (default: report.out_dir)"),
+    approve: bool = typer.Option(False, "--approve", help="approve the plan in advance (approval.required); "
+                                                          "without it a terminal asks y/N, no terminal means no"),
 ) -> None:
     """Run the whole pipeline once for the configured instance.
 
-    Exit 0 when GC is done, 3 when a check blocked the run before any change, 1 when the
-    run failed or was cancelled (the bucket is thawed either way), 2 on bad input.
+    Exit 0 when GC is done, 3 when a check blocked the run or its plan was not approved
+    (nothing changed), 1 when the run failed or was cancelled (the bucket is thawed
+    either way), 2 on bad input. On a terminal, long work shows progress bars.
     """
     _start_prefect_api()
     config = _with_out(_load(config_path), out)
@@ -307,8 +310,12 @@ def run_command(
     from acr_gc.flows.reclaim import reclaim_storage
     from acr_gc.reports.files import new_run_id
 
+    from acr_gc.seat import install
+    from acr_gc.terminal import TerminalSeat
+
     run_id = new_run_id()
     _prefect_api_ready()
+    install(TerminalSeat(approve=approve))
     state = reclaim_storage(config, run_id=run_id, return_state=True)
     folder = Path(config.report.out_dir) / config.target.instance_id / run_id
     try:
@@ -442,10 +449,14 @@ def report_command(
     _prefect_api_ready()
     try:
         folder = build_report(ledger, run_id)
-        finalize_savings(ledger, run_id)
+        final = finalize_savings(ledger, run_id)
     except ReportError as exc:
         fail(f"run {run_id}: {exc}")
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    if final:  # this command made the report final: told once, as the sampler would
+        from acr_gc import notify
+
+        notify.send(config, "COMPLETE", summary, folder, "the release window closed: the report is final")
     storage, cost = summary["storage"], summary["cost"]
     typer.echo(f"state: {summary['state']}" + ("" if storage["window_complete"] else " (window not complete: provisional)"))
     if storage["reclaimed_bytes"] is not None:
@@ -454,6 +465,53 @@ def report_command(
             f"saving {money(cost['saving_per_month'], cost['currency'])} per month"
         )
     typer.echo(str(folder))
+
+
+@app.command("status")
+def status_command(
+    config_path: Optional[Path] = typer.Option(None, "--config", help="run configuration (YAML): its ledger, and "
+                                                                      "the cloud access to read the buckets"),
+    ledger_url: Optional[str] = typer.Option(None, "--ledger", help="a ledger URL (without --config: the freeze "
+                                                                    "and the clock come from the ledger only)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON document for scripts"),
+) -> None:
+    """Where each instance in the ledger stands: last run, open release windows, a freeze
+    on its bucket now, savings to date. Exit 0; 3 when a bucket is frozen and no live run
+    holds its instance (thaw it: `acr-gc thaw --config …`); 2 on bad input."""
+    from datetime import datetime, timezone
+
+    from pydantic import ValidationError
+
+    from acr_gc.cloud.errors import CloudError
+    from acr_gc.config import Ledger as LedgerSection
+    from acr_gc.input_errors import first_problem
+    from acr_gc.ledger import Ledger
+    from acr_gc.ledger.store import LedgerUnavailable
+    from acr_gc.reports.status import cloud_now, instance_status, print_status, unattended_freezes
+
+    if config_path is None and ledger_url is None:
+        fail("give --config FILE or --ledger URL")
+    config = _load(config_path) if config_path is not None else None
+    try:
+        url = LedgerSection(url=ledger_url).url if ledger_url is not None else config.ledger.url
+    except ValidationError as exc:
+        fail(f"--ledger: {first_problem(exc, LedgerSection)}")
+    try:
+        ledger = Ledger(url)
+        now = cloud_now(config) if config is not None else datetime.now(timezone.utc)
+        entries = instance_status(ledger, config, now)
+    except LedgerUnavailable as exc:
+        fail(str(exc))
+    except CloudError as exc:
+        fail(str(exc), code=1)
+    if as_json:
+        typer.echo(json.dumps({"now": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "instances": entries}, indent=2))
+    else:
+        print_status(entries, now)
+    unattended = unattended_freezes(entries)
+    if unattended and not as_json:
+        typer.echo(f"frozen with no live run: {', '.join(unattended)}; thaw with `acr-gc thaw --config …`", err=True)
+    raise typer.Exit(3 if unattended else 0)
 
 
 @app.command("demo")
@@ -467,7 +525,11 @@ def demo_command(
 
     from acr_gc.prefect_api import PrefectApiUnavailable
 
+    from acr_gc.seat import install
+    from acr_gc.terminal import TerminalSeat
+
     run_id = new_run_id()
+    install(TerminalSeat())  # progress bars; the demo's config asks for no approval
     try:
         config, state = run_demo(out, run_id)
     except PrefectApiUnavailable as exc:

@@ -251,6 +251,23 @@ class Ledger(_Section):
         return value
 
 
+class Approval(_Section):
+    """A person approves the plan before any change (DESIGN section 2, "approval")."""
+
+    required: bool = False
+    timeout: Duration = timedelta(days=2)  # unanswered this long: REJECTED, nothing changed
+    # who may answer (as they sign the answer); empty: anyone who can resume the flow run
+    approvers: list[str] = Field(default_factory=list)
+
+
+# A Prefect block: its document name, or <type-slug>/<name> (lowercase letters, digits, dashes).
+BlockName = Annotated[str, _matching(r"([a-z0-9-]+/)?[a-z0-9-]+", "a Prefect block name such as custom-webhook/ops")]
+
+
+class Notify(_Section):
+    block: BlockName | None = None  # a Prefect notification block's name (Slack, webhook, email, …)
+
+
 class Api(_Section):
     qps: Number = Field(default=50, gt=0)
     concurrency: Int = Field(default=16, ge=1)
@@ -265,6 +282,8 @@ class Config(_Section):
     gc: Gc = Field(default_factory=Gc)
     sampling: Sampling = Field(default_factory=Sampling)
     report: Report = Field(default_factory=Report)
+    approval: Approval = Field(default_factory=Approval)
+    notify: Notify = Field(default_factory=Notify)
     ledger: Ledger = Field(default_factory=Ledger)
     api: Api = Field(default_factory=Api)
 

@@ -11,7 +11,7 @@ plan, instead of starting a second one.
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,9 +23,10 @@ from prefect.context import FlowRunContext
 from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from acr_gc import rules
+from acr_gc import notify, rules
 from acr_gc.cloud.acr import GcStatus
 from acr_gc.config import Config
+from acr_gc.flows.approval import Rejected, approve_plan
 from acr_gc.gc import TERMINAL_STATES, make_driver
 from acr_gc.ledger import Ledger, Run, Sample
 from acr_gc.ledger.instance_lock import InstanceBusy, InstanceLease, acquire
@@ -42,6 +43,7 @@ from acr_gc.reports.summary import (
 )
 from acr_gc.rules.verification import Verification, readings_consistent, verify_deletions
 from acr_gc.rules.window import window_end
+from acr_gc.seat import seat
 from acr_gc.tasks import inventory as inv
 from acr_gc.tasks.checks import CheckFailed, check_bucket, check_whitelist
 from acr_gc.tasks.freeze import FrozenBucket, bucket_frozen, stray_freezes
@@ -134,6 +136,7 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         logger.error("run blocked before any change: %s", exc)
         journal = _Journal(config, ledger, run_id, state="BLOCKED")
         journal.finish("BLOCKED", str(exc))
+        notify.send(config, "BLOCKED", journal.summary.model_dump(mode="json"), journal.folder, str(exc))
         return Failed(message=f"BLOCKED: {exc}", data=journal.summary.model_dump(mode="json"))
     with lease:
         inherited = take_over_dead_runs(ledger, config.target.instance_id, run_id)
@@ -181,8 +184,11 @@ def _reclaim(run: _Run) -> State:
     try:
         _plan(run)  # this run's plan, or the killed run's whose GC it takes over
         _check(run)  # gate, whitelist, bucket, stray freezes
+        _approve(run)  # approval.required: a person's yes before any change
     except (BadInput, CheckFailed) as exc:
         return _blocked(run, exc)
+    except Rejected as exc:
+        return _rejected(run, exc)
     with _ends_failed_or_cancelled(run):
         _prepare(run)  # plan saved, baseline sample, deleted_tags.csv: before any change
         with bucket_frozen(config, run.ledger, run.run_id, needed=_freeze_needed(run),
@@ -195,6 +201,7 @@ def _reclaim(run: _Run) -> State:
             verification = _verify(run)
             state, message = _judge(run, verification)
             if state == "GC_DONE":
+                _notify(run, "GC_DONE")
                 _sample_window(run)
             run.freeze.release()
         return _finish(run, state, message)
@@ -256,7 +263,26 @@ def _gate_message(gate: rules.GateResult) -> str:
 def _blocked(run: _Run, exc: Exception) -> State:
     run.logger.error("run blocked before any change: %s", printable(str(exc)))
     run.journal.finish("BLOCKED", str(exc))
+    _notify(run, "BLOCKED", str(exc))
     return Failed(message=f"BLOCKED: {exc}", data=run.summary.model_dump(mode="json"))
+
+
+def _approve(run: _Run) -> None:
+    """A run taking over a killed run's GC task does not ask again: that plan was approved."""
+    if run.config.approval.required and run.inherited is None:
+        approve_plan(run.config, run.ledger, run.run_id, run.summary.plan.model_dump(), run.journal.folder,
+                     on_waiting=lambda text: _notify(run, "AWAITING_APPROVAL", text))
+
+
+def _rejected(run: _Run, exc: Rejected) -> State:
+    run.logger.error("run rejected before any change: %s", exc)
+    run.journal.finish("REJECTED", str(exc))
+    _notify(run, "REJECTED", str(exc))
+    return Failed(message=f"REJECTED: {exc}", data=run.summary.model_dump(mode="json"))
+
+
+def _notify(run: _Run, event: str, detail: str | None = None) -> None:
+    notify.send(run.config, event, run.summary.model_dump(mode="json"), run.journal.folder, detail)
 
 
 def _prepare(run: _Run) -> None:
@@ -298,8 +324,17 @@ def _start_or_adopt_gc(run: _Run) -> None:
 
 def _watch_gc(run: _Run) -> None:
     started = run.freeze.status
-    run.outcome = watch_gc(run.config, run.ledger, run.driver, started, run.row_id,
-                           cancel_requested=_cancel_requested, on_progress=run.freeze.gc_seen)
+    bar = seat().progress("GC", total=len(run.expired), unit="tags deleted")
+
+    def seen(status: GcStatus) -> None:
+        run.freeze.gc_seen(status)
+        bar.update(status.tags_deleted or 0)
+
+    try:
+        run.outcome = watch_gc(run.config, run.ledger, run.driver, started, run.row_id,
+                               cancel_requested=_cancel_requested, on_progress=seen)
+    finally:
+        bar.close()
     status = run.outcome.status
     run.freeze.gc_seen(status)
     run.summary.gc.state, run.summary.gc.tags_deleted = status.state, status.tags_deleted
@@ -355,11 +390,29 @@ def _sample_window(run: _Run) -> None:
     config, summary = run.config, run.summary
     if config.sampling.mode == "inline":
         run.logger.info("sampling inline until the release window closes at %s", summary.storage.window_end)
-        samples = sample_until(config, run.ledger, run.run_id, run.window_end)
+        bar = seat().progress("sampling", total=None, unit="days sampled")
+        try:
+            samples = sample_until(config, run.ledger, run.run_id, run.window_end, on_sample=_days_of(run, bar))
+        finally:
+            bar.close()
         summary.storage.samples += len(samples)
         summary.storage.after_bytes = samples[-1].storage_bytes
     elif config.freeze.hold_until == "window_end":
         run.freeze.keep_until_window_end()
+
+
+def _days_of(run: _Run, bar) -> Callable[[Sample], None]:
+    """Days of the release window sampled so far (cloud days), for the terminal's bar."""
+    first: list[datetime] = []
+
+    def sampled(sample: Sample) -> None:
+        if not first:
+            first.append(sample.taken_at)
+        window = (run.window_end - first[0]).total_seconds() / 86400 if run.window_end else None
+        done = (sample.taken_at - first[0]).total_seconds() / 86400
+        bar.update(round(min(done, window) if window else done, 1), None if window is None else round(window, 1))
+
+    return sampled
 
 
 def _finish(run: _Run, state: str, message: str | None) -> State:
@@ -367,6 +420,8 @@ def _finish(run: _Run, state: str, message: str | None) -> State:
     run.journal.finish(state, message)
     _report(run.ledger, run.run_id, run.journal)
     data = json.loads((run.journal.folder / "summary.json").read_text(encoding="utf-8"))
+    if data["state"] != "GC_DONE":  # GC_DONE was told when GC ended
+        notify.send(run.config, data["state"], data, run.journal.folder, message)
     if data["state"] in ("GC_DONE", "COMPLETE"):
         return Completed(message=data["state"], data=data)
     if state == "CANCELED":
@@ -411,6 +466,7 @@ def _ends_failed_or_cancelled(run: _Run) -> Iterator[None]:
                 _report(run.ledger, run.run_id, run.journal)
             except Exception as report_error:
                 run.logger.error("could not render the report: %s", report_error)
+        _notify(run, "CANCELED" if cancelled else "FAILED", message)
         raise
 
 

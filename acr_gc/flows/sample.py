@@ -10,11 +10,13 @@ once no window is open any more. Running it more often than daily, or twice, is 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 from sqlalchemy import select
 
+from acr_gc import notify
 from acr_gc.config import Config
 from acr_gc.ledger import Ledger, Run
 from acr_gc.tasks.freeze import settle_freeze
@@ -40,8 +42,9 @@ def close_or_update(config: Config, ledger: Ledger, run_id: str) -> Path:
     folder = build_report(ledger, run_id)
     with ledger.session() as session:
         complete = session.get(Run, run_id).state == "COMPLETE"
-    if complete:
-        finalize_savings(ledger, run_id)
+    if complete and finalize_savings(ledger, run_id):  # the report is final: told once
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        notify.send(config, "COMPLETE", summary, folder, "the release window closed: the report is final")
     return folder
 
 

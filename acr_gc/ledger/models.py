@@ -146,3 +146,20 @@ class ManifestCache(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     # JSON: {"blobs": [[digest, size], …] (config first), "children": [digest, …]}
     refs_json: Mapped[str] = mapped_column(Text)
+
+
+class Approval(Base):
+    """A person's answer to a run's plan (``approval.required``), kept with the run: who
+    answered, yes or no, and why. A table of its own, so ledgers made before it gain it
+    by ``create_all`` without altering ``runs``."""
+
+    __tablename__ = "approvals"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), primary_key=True)
+    asked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    approved: Mapped[bool] = mapped_column(Boolean, default=False)
+    answered_by: Mapped[str | None] = mapped_column(String(255), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    # prefect (the paused run's form) | terminal (the CLI's y/N) | --approve | timeout | no-terminal
+    via: Mapped[str] = mapped_column(String(16))

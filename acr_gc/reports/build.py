@@ -47,7 +47,7 @@ from acr_gc.rules.figures import (
     summary_storage_block,
 )
 
-REPORTABLE_STATES = {"PLANNED", "BLOCKED", "FAILED", "CANCELED", "GC_DONE", "COMPLETE"}
+REPORTABLE_STATES = {"PLANNED", "BLOCKED", "REJECTED", "FAILED", "CANCELED", "GC_DONE", "COMPLETE"}
 SAVINGS_STATES = {"GC_DONE", "COMPLETE"}  # runs whose GC finished: the ones with a saving
 
 
@@ -117,6 +117,18 @@ def report_state(run_state: str, figures: StorageFigures) -> str:
     return "COMPLETE" if run_state == "GC_DONE" and figures.window_complete else run_state
 
 
+def _approval(ledger: Ledger, run_id: str) -> dict | None:
+    """The person's answer to the run's plan, when approval was required."""
+    from acr_gc.ledger.models import Approval
+
+    with ledger.session() as session:
+        row = session.get(Approval, run_id)
+        if row is None:
+            return None
+        return {"approved": row.approved, "answered_by": row.answered_by, "reason": row.reason, "via": row.via,
+                "answered_at": row.answered_at}
+
+
 def build_report(ledger: Ledger, run_id: str, now: datetime | None = None, *, publish: bool | None = None) -> Path:
     """Write every report file of the run from the ledger; returns the run folder.
 
@@ -143,6 +155,7 @@ def build_report(ledger: Ledger, run_id: str, now: datetime | None = None, *, pu
         gc=json.loads(run.gc_json) if run.gc_json else {},
         checks=json.loads(run.checks_json) if run.checks_json else {},
         namespaces=_namespaces(run),
+        approval=_approval(ledger, run_id),
     )
     written = write_report(folder, report)
     files.write_summary(summary_of(run, figures, state), folder)

@@ -49,6 +49,7 @@ class ReportInput:
     gc: dict = field(default_factory=dict)
     checks: dict = field(default_factory=dict)
     namespaces: pd.DataFrame | None = None  # NAMESPACE_COLUMNS
+    approval: dict | None = None  # approved, answered_by, reason, via, answered_at (approval.required)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 # The pipeline's states (DESIGN section 10), plus PLANNED for an `acr-gc plan` run whose
 # gate passed: it changed nothing and has no GC to report.
-RunState = Literal["PLANNED", "BLOCKED", "FAILED", "CANCELED", "GC_DONE", "COMPLETE"]
+RunState = Literal["PLANNED", "BLOCKED", "REJECTED", "FAILED", "CANCELED", "GC_DONE", "COMPLETE"]
 
 
 class _Block(BaseModel):

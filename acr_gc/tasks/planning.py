@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass
 
 import pandas as pd
@@ -21,6 +22,7 @@ from prefect.exceptions import MissingContextError
 from acr_gc import rules
 from acr_gc.cloud.clients import acr_client, oss_client
 from acr_gc.config import Config
+from acr_gc.seat import seat
 from acr_gc.tasks import inventory as inv
 
 REPOS_PER_BATCH = 100
@@ -62,9 +64,9 @@ def list_repositories(config: Config) -> pd.DataFrame:
 
 
 @task(name="list-tags", **NO_RETRY)
-def list_tags(config: Config, repositories: pd.DataFrame) -> pd.DataFrame:
+def list_tags(config: Config, repositories: pd.DataFrame, on_repository_done=None) -> pd.DataFrame:
     """The tags of one batch of repositories."""
-    return inv.fetch_tags(acr_client(config), repositories, config.api.concurrency)
+    return inv.fetch_tags(acr_client(config), repositories, config.api.concurrency, on_repository_done)
 
 
 @task(name="list-lifecycle-rules", **NO_RETRY)
@@ -77,6 +79,18 @@ def list_charts(config: Config) -> pd.DataFrame:
     return inv.fetch_charts(acr_client(config))
 
 
+class _Counter:
+    """Repositories listed so far, counted from the tag-listing threads for the progress bar."""
+
+    def __init__(self, bar):
+        self.bar, self.done, self.lock = bar, 0, threading.Lock()
+
+    def one_more(self) -> None:
+        with self.lock:
+            self.done += 1
+            self.bar.update(self.done)
+
+
 def take_inventory(config: Config) -> inv.Inventory:
     """Run the inventory tasks: rules and charts beside the repository listing, then the
     tags in batches of ``REPOS_PER_BATCH`` repositories, all batches submitted at once."""
@@ -84,7 +98,13 @@ def take_inventory(config: Config) -> inv.Inventory:
     charts_future = list_charts.submit(config)
     repositories = list_repositories(config)
     batches = inv.batches(repositories, REPOS_PER_BATCH)
-    tag_frames = [f.result() for f in list_tags.map(unmapped(config), batches)] if batches else []
+    bar = seat().progress("inventory", total=len(repositories), unit="repositories listed")
+    listed = _Counter(bar)
+    try:
+        tag_frames = ([f.result() for f in list_tags.map(unmapped(config), batches, unmapped(listed.one_more))]
+                      if batches else [])
+    finally:
+        bar.close()
     tags = pd.concat(tag_frames, ignore_index=True) if tag_frames else inv.tags_frame([])
     inventory = inv.Inventory(repositories, tags, rules_future.result(), charts_future.result())
     per_namespace = (

@@ -12,6 +12,36 @@ def test_many_runs_opening_a_new_ledger_together(tmp_path):
     with ThreadPoolExecutor(max_workers=8) as pool:
         ledgers = list(pool.map(lambda _: Ledger(url), range(16)))
     assert set(inspect(ledgers[0].engine).get_table_names()) == {"runs", "freezes", "gc_tasks", "samples", "run_plans", "instance_locks",
-                                                                    "manifest_cache"}
+                                                                    "manifest_cache", "approvals"}
     for ledger in ledgers:
         ledger.dispose()
+
+
+def test_a_ledger_made_before_the_approvals_table_gains_it_and_keeps_its_rows(tmp_path):
+    """Issue 15 added ``approvals`` as a table of its own: an older ledger file opens, its
+    runs are still there, and the new table is created beside them."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import create_engine
+
+    from acr_gc.ledger import Run
+    from acr_gc.ledger.models import Approval, Base
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    Base.metadata.create_all(engine, tables=[t for t in Base.metadata.sorted_tables if t.name != "approvals"])
+    with engine.begin() as connection:
+        connection.execute(Run.__table__.insert().values(
+            run_id="old-run", instance_id="cri-x", bucket="b", region="cn-hangzhou", state="COMPLETE",
+            started_at=datetime(2026, 1, 1, tzinfo=timezone.utc), out_dir="out"))
+    assert "approvals" not in inspect(engine).get_table_names()
+    engine.dispose()
+
+    ledger = Ledger(url)
+    with ledger.session() as session:
+        assert session.get(Run, "old-run").state == "COMPLETE"
+        session.add(Approval(run_id="old-run", asked_at=datetime.now(timezone.utc), approved=True,
+                             answered_by="alice", reason="ok", via="prefect"))
+    with ledger.session() as session:
+        assert session.get(Approval, "old-run").answered_by == "alice"
+    ledger.dispose()
