@@ -185,6 +185,7 @@ def _reclaim(run: _Run) -> State:
         _plan(run)  # this run's plan, or the killed run's whose GC it takes over
         _check(run)  # gate, whitelist, bucket, stray freezes
         _approve(run)  # approval.required: a person's yes before any change
+        run.before = _baseline(run)  # the storage before GC, after any wait for approval
     except (BadInput, CheckFailed) as exc:
         return _blocked(run, exc)
     except Rejected as exc:
@@ -246,7 +247,6 @@ def _check(run: _Run) -> None:
             f"bucket {run.config.target.bucket} holds freeze statement(s) {', '.join(strays)} that no run in this "
             "ledger owns (another run's, or a lost ledger's): if no acr-gc run is working on this bucket, remove "
             "them with `acr-gc thaw --config <this config>`, then run again")
-    run.before = _baseline(run.config, run.ledger, run.run_id, run.inherited)  # may wait for lagging statistics
 
 
 def _gate_message(gate: rules.GateResult) -> str:
@@ -486,8 +486,10 @@ def _verify_partial(run: _Run) -> None:
                                              for r in verification.unexpected.itertuples())))
 
 
-def _baseline(config: Config, ledger: Ledger, run_id: str, inherited: Inherited | None) -> Sample:
-    """The storage before GC: measured now, or — taking over a killed run's GC — that run's."""
+def _baseline(run: _Run) -> Sample:
+    """The storage before GC: measured now (waiting, within bounds, for lagging statistics to
+    cover this moment), or — taking over a killed run's GC — that run's."""
+    config, ledger, run_id, inherited = run.config, run.ledger, run.run_id, run.inherited
     if inherited is None:
         return baseline_sample(config, ledger, run_id)
     kept = inherited.before
