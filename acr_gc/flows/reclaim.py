@@ -1,7 +1,7 @@
 """``reclaim_storage``: one instance through the whole procedure (DESIGN section 2).
 
 instance lock → inventory → plan → gate → whitelist → bucket → baseline sample → freeze →
-GC → watch → thaw → verify → report. Nothing in the cloud changes before every check has
+re-check → GC → watch → thaw → verify → report. Nothing in the cloud changes before every check has
 passed. The freeze has one owner, ``bucket_frozen``: it thaws on every way out, but never
 while GC may still run (then ``acr-gc sample`` or ``acr-gc thaw`` thaws once it has
 ended, as for a process that was killed). One run per instance at a time (the ledger's
@@ -49,6 +49,7 @@ from acr_gc.tasks.gc_run import GcOutcome, adopt_gc, start_gc, watch_gc
 from acr_gc.tasks.gc_run import _record as record_gc_status
 from acr_gc.tasks.planning import list_repositories, list_tags, plan_instance_steps
 from acr_gc.tasks.preflight import BadInput, preflight
+from acr_gc.tasks.recheck import recheck_before_gc
 from acr_gc.tasks.sampling import sample_bucket, sample_until
 from acr_gc.tasks.takeover import Inherited, take_over_dead_runs
 
@@ -186,7 +187,7 @@ def _reclaim(run: _Run) -> State:
         _prepare(run)  # plan saved, baseline sample, deleted_tags.csv: before any change
         with bucket_frozen(config, run.ledger, run.run_id, needed=_freeze_needed(run),
                            on_release=run.freeze_released) as run.freeze:
-            # (issue 11: the re-check of rules and tags before GC belongs here)
+            _recheck(run)  # rules and tags listed again: GC starts only inside the gated plan
             _start_or_adopt_gc(run)
             _watch_gc(run)
             if config.freeze.hold_until == "gc_complete":
@@ -270,6 +271,14 @@ def _prepare(run: _Run) -> None:
 def _freeze_needed(run: _Run) -> bool:
     """A taken-over task that has ended meanwhile needs no freeze: only the old one undone."""
     return run.adopted is None or run.adopted.state not in TERMINAL_STATES
+
+
+def _recheck(run: _Run) -> None:
+    """Right before GC starts (or a person is asked to start it): a fresh plan inside the
+    gated one, or the run fails with GC never started (thawed, nothing deleted). A taken-over
+    task is already running from its own plan: nothing to re-check."""
+    if run.adopted is None:
+        recheck_before_gc(run.config, run.verdicts)
 
 
 def _start_or_adopt_gc(run: _Run) -> None:
