@@ -137,7 +137,8 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         journal.finish("BLOCKED", str(exc))
         return Failed(message=f"BLOCKED: {exc}", data=journal.summary.model_dump(mode="json"))
     with lease:
-        inherited = take_over_dead_runs(ledger, config.target.instance_id, run_id)
+        inherited = take_over_dead_runs(ledger, config.target.instance_id, run_id,
+                                        active_task=lambda: make_driver(config).active_task())
         return _reclaim(_Run(config, ledger, run_id, lease, inherited, logger))
 
 
