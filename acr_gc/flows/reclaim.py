@@ -29,7 +29,7 @@ from acr_gc.config import Config
 from acr_gc.gc import TERMINAL_STATES, make_driver
 from acr_gc.ledger import Ledger, Run, Sample
 from acr_gc.ledger.instance_lock import InstanceBusy, InstanceLease, acquire
-from acr_gc.ledger.plans import save_plan
+from acr_gc.ledger.plans import load_rule_table, save_plan, save_rule_table
 from acr_gc.reports import files
 from acr_gc.reports.console import printable  # names from the API reach terminals and logs
 from acr_gc.reports.summary import (
@@ -55,7 +55,8 @@ from acr_gc.tasks.takeover import Inherited, take_over_dead_runs
 
 log = logging.getLogger(__name__)
 
-DELETED_TAGS_COLUMNS = ["namespace", "repo", "tag", "digest", "size", "updated", "regenerable_by", "regenerate_from"]
+DELETED_TAGS_COLUMNS = ["namespace", "repo", "tag", "digest", "size", "updated", "regenerable_by", "regenerate_from",
+                        "certainty"]  # certain: every reading of the rules deletes it; possible: some do
 
 
 class UnexpectedDeletions(RuntimeError):
@@ -223,6 +224,9 @@ def _plan(run: _Run) -> None:
     if inherited is None:
         files.write_unreadable_manifests(run.verdicts, result.unreadable, run.journal.folder)
     run.journal.update_run(namespaces_json=namespaces_json, charts=charts, plan_json=summary.plan.model_dump_json())
+    rule_table = result.rule_table if inherited is None else load_rule_table(run.ledger, inherited.run.run_id)
+    if rule_table is not None:  # for the report: rules deleting tags by themselves are named there
+        save_rule_table(run.ledger, run.run_id, rule_table)
     run.expired = run.verdicts[run.verdicts["expired"]]
 
 
@@ -467,7 +471,8 @@ def _one_line(exc: BaseException) -> str:
 def _write_deleted_tags(expired: pd.DataFrame, journal: _Journal) -> None:
     """Every tag GC may delete, with how to regenerate it, written before GC starts."""
     frame = expired.rename(columns={"image_size": "size"}).assign(
-        updated=expired["updated"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        updated=expired["updated"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        certainty=expired["certainty"] if "certainty" in expired else rules.CERTAIN,
     )
     files.write_csv(frame[DELETED_TAGS_COLUMNS].sort_values(["namespace", "repo", "tag"]), journal.folder / "deleted_tags.csv")
 

@@ -49,6 +49,9 @@ class ReportInput:
     gc: dict = field(default_factory=dict)
     checks: dict = field(default_factory=dict)
     namespaces: pd.DataFrame | None = None  # NAMESPACE_COLUMNS
+    # lifecycle rules deleting tags by themselves before GC (rules.running_by_themselves):
+    # rule_id, scope, next_time
+    rules_by_themselves: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -207,3 +207,40 @@ def _flow_run_ids(config: dict) -> list[str]:
             return [r.flow_run_id for r in session.scalars(select(Run)) if r.flow_run_id]
     finally:
         ledger.dispose()
+
+
+def test_an_auto_rule_running_before_gc_is_named_in_the_report(emulator, prefect_api_url, tmp_path, monkeypatch):
+    """Issue 11, item 4: ``Auto`` rules whose ``NextTime`` comes before GC started delete tags by
+    themselves, outside the gate; the report names them. Two Auto rules keep the same 3 newest
+    tags as the plain rule: one due an hour after the dataset's clock, one next June. While the
+    run is parked at the freeze, the emulated clock passes the first one's NextTime (the service
+    runs it: s1 and s2 go by themselves); GC then starts later, so exactly that rule is named."""
+    instance_id = "cri-rck-auto"
+    data = recheck_dataset(instance_id)
+    keep3 = data["instances"][0]["lifecycle_rules"][0]
+    data["instances"][0]["lifecycle_rules"] += [
+        {**keep3, "auto": True, "schedule_time": "WEEK", "next_time": "2026-11-01T01:00:00Z"},
+        {"scope": "NAMESPACE", "namespace": "apps", "retention_tag_count": 3, "auto": True,
+         "schedule_time": "MONTH", "next_time": "2027-06-01T00:00:00Z"},
+    ]
+    emulator.load(data)
+    before = emulator.truth()
+    config = config_dict((emulator.acr_endpoint, emulator.oss_endpoint), tmp_path, instance_id, BUCKET)
+    emulator.set_faults(hold={"action": "PutBucketPolicy", "skip": 0})
+    run = FlowInThread(config, monkeypatch)
+    _wait("the freeze to be held", lambda: emulator.set_faults()["held"] >= 1, alive=run.thread.is_alive)
+    emulator.advance_clock(0.1)  # 2.4 h: the first Auto rule is due and runs by itself
+    assert _tags(before, instance_id) - _tags(emulator.truth(), instance_id) == GATED
+    emulator.set_faults(hold=None)
+    state, folder = run.join()
+
+    assert state.is_completed(), state.message
+    summary = summary_of(folder)
+    assert summary["checks"]["unexpected_deletions"] == 0 and summary["gc"]["state"] == "SUCCESS"
+    for name in ("report.md", "report.html"):
+        text = (folder / name).read_text(encoding="utf-8")
+        named = [line for line in text.splitlines() if "deletes tags by itself" in line]
+        assert len(named) == 1, (name, named)
+        assert "at 2026-11-01T01:00:00Z; acr-gc can only verify afterwards" in named[0], named
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["summary.json", "plan.csv", "deleted_tags.csv", "samples.csv", "report.html", "report.md", "storage.png"])
