@@ -1,12 +1,13 @@
 """``reclaim_storage``: one instance through the whole procedure (DESIGN section 2).
 
 instance lock → inventory → plan → gate → whitelist → bucket → baseline sample → freeze →
-re-check → GC → watch → thaw → verify → report. Nothing in the cloud changes before every check has
-passed. The freeze has one owner, ``bucket_frozen``: it thaws on every way out, but never
-while GC may still run (then ``acr-gc sample`` or ``acr-gc thaw`` thaws once it has
-ended, as for a process that was killed). One run per instance at a time (the ledger's
-instance lock); a run that finds a killed run's GC task takes it over, with that run's
-plan, instead of starting a second one.
+re-check → GC → watch → thaw → verify → report. Nothing in the cloud changes before every
+check has passed. The freeze has one owner, ``bucket_frozen``: it thaws on every way out,
+but never while GC may still run (then ``acr-gc sample`` or ``acr-gc thaw`` thaws once it
+has ended, as for a process that was killed). One run per instance at a time (the
+ledger's instance lock); a run that finds a killed run's GC task takes it over, with that
+run's plan, instead of starting a second one (only a task that exists: a start whose task
+never came is planned afresh).
 """
 
 import json
