@@ -1,12 +1,13 @@
 """``reclaim_storage``: one instance through the whole procedure (DESIGN section 2).
 
 instance lock → inventory → plan → gate → whitelist → bucket → baseline sample → freeze →
-GC → watch → thaw → verify → report. Nothing in the cloud changes before every check has
-passed. The freeze has one owner, ``bucket_frozen``: it thaws on every way out, but never
-while GC may still run (then ``acr-gc sample`` or ``acr-gc thaw`` thaws once it has
-ended, as for a process that was killed). One run per instance at a time (the ledger's
-instance lock); a run that finds a killed run's GC task takes it over, with that run's
-plan, instead of starting a second one.
+re-check → GC → watch → thaw → verify → report. Nothing in the cloud changes before every
+check has passed. The freeze has one owner, ``bucket_frozen``: it thaws on every way out,
+but never while GC may still run (then ``acr-gc sample`` or ``acr-gc thaw`` thaws once it
+has ended, as for a process that was killed). One run per instance at a time (the
+ledger's instance lock); a run that finds a killed run's GC task takes it over, with that
+run's plan, instead of starting a second one (only a task that exists: a start whose task
+never came is planned afresh).
 """
 
 import json
@@ -30,7 +31,7 @@ from acr_gc.flows.approval import Rejected, approve_plan
 from acr_gc.gc import TERMINAL_STATES, make_driver
 from acr_gc.ledger import Ledger, Run, Sample
 from acr_gc.ledger.instance_lock import InstanceBusy, InstanceLease, acquire
-from acr_gc.ledger.plans import save_plan
+from acr_gc.ledger.plans import load_rule_table, save_plan, save_rule_table
 from acr_gc.reports import files
 from acr_gc.reports.console import printable  # names from the API reach terminals and logs
 from acr_gc.reports.summary import (
@@ -51,12 +52,14 @@ from acr_gc.tasks.gc_run import GcOutcome, adopt_gc, start_gc, watch_gc
 from acr_gc.tasks.gc_run import _record as record_gc_status
 from acr_gc.tasks.planning import list_repositories, list_tags, plan_instance_steps
 from acr_gc.tasks.preflight import BadInput, preflight
+from acr_gc.tasks.recheck import recheck_before_gc
 from acr_gc.tasks.sampling import baseline_sample, sample_bucket, sample_until
 from acr_gc.tasks.takeover import Inherited, take_over_dead_runs
 
 log = logging.getLogger(__name__)
 
-DELETED_TAGS_COLUMNS = ["namespace", "repo", "tag", "digest", "size", "updated", "regenerable_by", "regenerate_from"]
+DELETED_TAGS_COLUMNS = ["namespace", "repo", "tag", "digest", "size", "updated", "regenerable_by", "regenerate_from",
+                        "certainty"]  # certain: every reading of the rules deletes it; possible: some do
 
 
 class UnexpectedDeletions(RuntimeError):
@@ -139,7 +142,8 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         notify.send(config, "BLOCKED", journal.summary.model_dump(mode="json"), journal.folder, str(exc))
         return Failed(message=f"BLOCKED: {exc}", data=journal.summary.model_dump(mode="json"))
     with lease:
-        inherited = take_over_dead_runs(ledger, config.target.instance_id, run_id)
+        inherited = take_over_dead_runs(ledger, config.target.instance_id, run_id,
+                                        active_task=lambda: make_driver(config).active_task())
         return _reclaim(_Run(config, ledger, run_id, lease, inherited, logger))
 
 
@@ -191,10 +195,10 @@ def _reclaim(run: _Run) -> State:
     except Rejected as exc:
         return _rejected(run, exc)
     with _ends_failed_or_cancelled(run):
-        _prepare(run)  # plan saved, baseline sample, deleted_tags.csv: before any change
+        _prepare(run)  # plan and baseline recorded, deleted_tags.csv written: before any change
         with bucket_frozen(config, run.ledger, run.run_id, needed=_freeze_needed(run),
                            on_release=run.freeze_released) as run.freeze:
-            # (issue 11: the re-check of rules and tags before GC belongs here)
+            _recheck(run)  # rules and tags listed again: GC starts only inside the gated plan
             _start_or_adopt_gc(run)
             _watch_gc(run)
             if config.freeze.hold_until == "gc_complete":
@@ -230,6 +234,9 @@ def _plan(run: _Run) -> None:
     if inherited is None:
         files.write_unreadable_manifests(run.verdicts, result.unreadable, run.journal.folder)
     run.journal.update_run(namespaces_json=namespaces_json, charts=charts, plan_json=summary.plan.model_dump_json())
+    rule_table = result.rule_table if inherited is None else load_rule_table(run.ledger, inherited.run.run_id)
+    if rule_table is not None:  # for the report: rules deleting tags by themselves are named there
+        save_rule_table(run.ledger, run.run_id, rule_table)
     run.expired = run.verdicts[run.verdicts["expired"]]
 
 
@@ -297,6 +304,14 @@ def _prepare(run: _Run) -> None:
 def _freeze_needed(run: _Run) -> bool:
     """A taken-over task that has ended meanwhile needs no freeze: only the old one undone."""
     return run.adopted is None or run.adopted.state not in TERMINAL_STATES
+
+
+def _recheck(run: _Run) -> None:
+    """Right before GC starts (or a person is asked to start it): a fresh plan inside the
+    gated one, or the run fails with GC never started (thawed, nothing deleted). A taken-over
+    task is already running from its own plan: nothing to re-check."""
+    if run.adopted is None:
+        recheck_before_gc(run.config, run.verdicts)
 
 
 def _start_or_adopt_gc(run: _Run) -> None:
@@ -517,7 +532,8 @@ def _one_line(exc: BaseException) -> str:
 def _write_deleted_tags(expired: pd.DataFrame, journal: _Journal) -> None:
     """Every tag GC may delete, with how to regenerate it, written before GC starts."""
     frame = expired.rename(columns={"image_size": "size"}).assign(
-        updated=expired["updated"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        updated=expired["updated"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        certainty=expired["certainty"] if "certainty" in expired else rules.CERTAIN,
     )
     files.write_csv(frame[DELETED_TAGS_COLUMNS].sort_values(["namespace", "repo", "tag"]), journal.folder / "deleted_tags.csv")
 

@@ -118,6 +118,17 @@ class RunPlan(Base):
     tags_json_gz: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class RunRules(Base):
+    """The lifecycle rules as a run planned them (``rules.rule_table``, JSON records), for its
+    report: rules that delete tags by themselves are named there. A table of its own, not a
+    column of ``runs``: ``create_all`` adds missing tables to an existing ledger, not columns."""
+
+    __tablename__ = "run_rules"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), primary_key=True)
+    rules_json: Mapped[str] = mapped_column(Text)
+
+
 class InstanceLock(Base):
     """Who is reclaiming an instance right now: one row per instance, the primary key
     makes a second holder impossible. A holder that stops heart-beating, or whose process

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 
 import pandas as pd
 
-from acr_gc.ledger.models import RunPlan
+from acr_gc.ledger.models import RunPlan, RunRules
 from acr_gc.ledger.store import Ledger
 
 TEXT_COLUMNS = ("namespace", "repo", "repo_id", "tag", "digest", "certainty", "retained_by", "regenerable_by",
@@ -40,3 +41,18 @@ def load_plan(ledger: Ledger, run_id: str) -> pd.DataFrame | None:
     if "expired" in frame:
         frame["expired"] = frame["expired"].astype(bool)
     return frame
+
+
+def save_rule_table(ledger: Ledger, run_id: str, table: pd.DataFrame) -> None:
+    """The plan's rule table (``rules.rule_table``), kept for the run's report."""
+    with ledger.session() as session:
+        session.merge(RunRules(run_id=run_id, rules_json=table.to_json(orient="records")))
+
+
+def load_rule_table(ledger: Ledger, run_id: str) -> pd.DataFrame | None:
+    with ledger.session() as session:
+        row = session.get(RunRules, run_id)
+        payload = None if row is None else row.rules_json
+    if payload is None:
+        return None
+    return pd.DataFrame(json.loads(payload))

@@ -34,8 +34,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from acr_gc.ledger import Ledger, Run, Sample
+from acr_gc.ledger.plans import load_rule_table
 from acr_gc.reports import files
 from acr_gc.reports.render import NAMESPACE_COLUMNS, ReportInput, append_savings_row, write_report
+from acr_gc.rules import running_by_themselves
 from acr_gc.reports.summary import ChecksSummary, CostSummary, GcSummary, PlanSummary, StorageSummary, Summary
 from acr_gc.rules.figures import (
     SAMPLE_COLUMNS,
@@ -156,6 +158,7 @@ def build_report(ledger: Ledger, run_id: str, now: datetime | None = None, *, pu
         checks=json.loads(run.checks_json) if run.checks_json else {},
         namespaces=_namespaces(run),
         approval=_approval(ledger, run_id),
+        rules_by_themselves=_rules_by_themselves(ledger, run),
     )
     written = write_report(folder, report)
     files.write_summary(summary_of(run, figures, state), folder)
@@ -169,6 +172,14 @@ def build_report(ledger: Ledger, run_id: str, now: datetime | None = None, *, pu
     if publish or (publish is None and in_prefect_run()):
         publish_artifacts(report, folder, written.chart_png.read_bytes())
     return folder
+
+
+def _rules_by_themselves(ledger: Ledger, run: Run) -> list[dict]:
+    """The run's lifecycle rules that delete tags by themselves before its GC started."""
+    table = load_rule_table(ledger, run.run_id)
+    if table is None or table.empty:
+        return []
+    return running_by_themselves(table, run.gc_started_at)[["rule_id", "scope", "next_time"]].to_dict("records")
 
 
 def finalize_savings(ledger: Ledger, run_id: str, now: datetime | None = None) -> bool:

@@ -50,6 +50,9 @@ class ReportInput:
     checks: dict = field(default_factory=dict)
     namespaces: pd.DataFrame | None = None  # NAMESPACE_COLUMNS
     approval: dict | None = None  # approved, answered_by, reason, via, answered_at (approval.required)
+    # lifecycle rules deleting tags by themselves before GC (rules.running_by_themselves):
+    # rule_id, scope, next_time
+    rules_by_themselves: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

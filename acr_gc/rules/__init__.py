@@ -37,6 +37,7 @@ from acr_gc.rules.retention import (
     parse_rules,
     plan,
     rule_table,
+    running_by_themselves,
 )
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "Reading",
     "blast_radius",
     "rule_table",
+    "running_by_themselves",
     "AllowListError",
     "ExpectedBytes",
     "FrameContractError",

@@ -633,6 +633,25 @@ def plan(
     )
 
 
+def _runs_before(auto: bool, next_time: pd.Timestamp | None, gc_at: datetime | None) -> bool:
+    """An ``Auto`` rule runs by itself before ``gc_at`` unless its ``NextTime`` is known to come later."""
+    return bool(auto and (gc_at is None or next_time is None or next_time <= pd.Timestamp(gc_at)))
+
+
+def running_by_themselves(table: pd.DataFrame, gc_at: datetime | None) -> pd.DataFrame:
+    """The rows of a :func:`rule_table` (as kept for the report) whose rule deletes tags by
+    itself before GC started at ``gc_at`` (None: GC never started, every Auto rule counts):
+    the report names them, since acr-gc can only verify their deletions afterwards."""
+    if not len(table):
+        return table
+    next_times = pd.to_datetime(table["next_time"], utc=True)
+    keep = [
+        effect == "deletes tags" and _runs_before(bool(auto), None if pd.isna(when) else when, gc_at)
+        for auto, effect, when in zip(table["auto"], table["effect"], next_times)
+    ]
+    return table[keep].reset_index(drop=True)
+
+
 def rule_table(rules: pd.DataFrame, gc_at: datetime | None = None) -> pd.DataFrame:
     """The rules as the plan reads them, one row each, for the plan's artifact and report.
 
@@ -650,7 +669,7 @@ def rule_table(rules: pd.DataFrame, gc_at: datetime | None = None) -> pd.DataFra
         next_time = None if _is_missing(raw.next_time) else pd.Timestamp(raw.next_time)
         if next_time is not None and next_time.tzinfo is None:
             next_time = next_time.tz_localize("UTC")
-        by_itself = auto and (gc_at is None or next_time is None or next_time <= pd.Timestamp(gc_at))
+        by_itself = _runs_before(auto, next_time, gc_at)
         rows.append({
             "rule_id": rule.rule_id,
             "scope": rule.describe_scope(),

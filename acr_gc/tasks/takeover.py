@@ -7,17 +7,26 @@ that started GC left a task the new run must finish *instead of* starting anothe
 new run takes over that task, the plan it was started from and its baseline sample —
 re-planning would see the deleted tags gone and judge the deletions against the wrong
 list, and a second GC task is what DESIGN section 2 forbids.
+
+Only an existing task is adopted with its plan (issue 11). A dead run whose GC start was
+only intended (the ledger has no task id: killed before the answer came) is resolved by
+asking the driver for the instance's active task: one is running → it is that run's, and
+is adopted; none → no GC ever started, so the run is closed like one that never got that
+far and the new run plans afresh, with its full gate — never a new GC from an inherited
+plan, which may be a month old while the rules and tags have moved on.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pandas as pd
 from sqlalchemy import select
 
+from acr_gc.cloud.acr import GcStatus
 from acr_gc.ledger import GcTask, Ledger, Run, Sample
 from acr_gc.ledger.plans import load_plan
 
@@ -29,13 +38,17 @@ class Inherited:
     """A killed run's GC, to be finished by the run that took the instance over."""
 
     run: Run
-    task_id: str | None  # None: the start was recorded but its answer never came
+    task_id: str  # the task, as the ledger recorded it or as the driver found it active
     verdicts: pd.DataFrame  # the killed run's plan
     before: Sample  # its baseline sample
 
 
-def take_over_dead_runs(ledger: Ledger, instance_id: str, run_id: str) -> Inherited | None:
-    """Close the instance's dead runs; return the one whose GC this run must finish."""
+def take_over_dead_runs(ledger: Ledger, instance_id: str, run_id: str,
+                        *, active_task: Callable[[], GcStatus | None]) -> Inherited | None:
+    """Close the instance's dead runs; return the one whose GC this run must finish.
+
+    ``active_task`` (the driver's): asked only for a dead run whose GC start has no task id;
+    it raising leaves that run open for the next attempt (nothing was decided)."""
     with ledger.session() as session:
         dead = list(session.scalars(
             select(Run).where(Run.instance_id == instance_id, Run.state == "RUNNING", Run.run_id != run_id)
@@ -43,7 +56,7 @@ def take_over_dead_runs(ledger: Ledger, instance_id: str, run_id: str) -> Inheri
         ))
     inherited = None
     for run in dead:
-        found = None if inherited else _gc_of(ledger, run)
+        found = None if inherited else _gc_of(ledger, run, active_task)
         if found is not None:
             inherited = found
             note = f"interrupted (its process is gone); run {run_id} took over its GC task {found.task_id}"
@@ -56,7 +69,7 @@ def take_over_dead_runs(ledger: Ledger, instance_id: str, run_id: str) -> Inheri
     return inherited
 
 
-def _gc_of(ledger: Ledger, run: Run) -> Inherited | None:
+def _gc_of(ledger: Ledger, run: Run, active_task: Callable[[], GcStatus | None]) -> Inherited | None:
     with ledger.session() as session:
         task = session.scalars(
             select(GcTask).where(GcTask.run_id == run.run_id).order_by(GcTask.id.desc())
@@ -69,4 +82,12 @@ def _gc_of(ledger: Ledger, run: Run) -> Inherited | None:
     verdicts = load_plan(ledger, run.run_id)
     if verdicts is None:
         return None
-    return Inherited(run=run, task_id=task.task_id, verdicts=verdicts, before=before)
+    task_id = task.task_id
+    if task_id is None:  # started or not? Only a task that exists is adopted
+        active = active_task()
+        if active is None:
+            log.warning("run %s recorded a GC start whose task id never came and no GC task is active: "
+                        "no GC started, so its plan is not inherited; this run plans afresh", run.run_id)
+            return None
+        task_id = active.task_id
+    return Inherited(run=run, task_id=task_id, verdicts=verdicts, before=before)

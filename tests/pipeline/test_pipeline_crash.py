@@ -17,8 +17,10 @@ set of GC task ids ever seen and the sequence of distinct bucket policies.
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -225,3 +227,76 @@ def test_new_run_after_a_kill_reuses_the_freeze_instead_of_stacking(prefect_serv
         summary = cs.read_summary(tmp_path, out)
         assert summary["state"] == "GC_DONE" and summary["gc"]["task_id"] == task_id, summary
         assert summary["checks"]["unexpected_deletions"] == 0 and summary["checks"]["missed_deletions"] == 0
+
+
+def _planned_expired(workdir: Path, run_id: str) -> set[str]:
+    """The expired tags of ``run_id``'s plan as the ledger's run_plans table keeps it (gzip JSON)."""
+    import gzip
+
+    with sqlite3.connect(workdir / "ledger.db") as db:
+        rows = db.execute("SELECT tags_json_gz FROM run_plans WHERE run_id = ?", (run_id,)).fetchall()
+    if not rows:
+        return set()
+    plan = json.loads(gzip.decompress(rows[0][0]))
+    col = {name: i for i, name in enumerate(plan["columns"])}
+    return {f"{r[col['namespace']]}/{r[col['repo']]}:{r[col['tag']]}" for r in plan["data"] if r[col["expired"]]}
+
+
+def test_killed_run_with_an_intent_only_gc_start_is_planned_afresh_after_a_rule_change(prefect_server, children,
+                                                                                       tmp_path):
+    """Issue 11, item 6. The run is killed while its GC start is held (the ledger has the intent,
+    no task id; the emulator never created a task); the rule then changes to keep 2 instead of
+    3, so a20 and b20 expire too. The next run must not start GC from the killed run's plan: it
+    plans afresh (its own plan in run_plans, with a20 and b20), gates it, and runs ONE GC task
+    that deletes exactly the 42 tags of the new plan (an inherited plan would have called a20
+    and b20 unexpected deletions, after GC had deleted them ungated)."""
+    with EmulatorProcess(cs.dataset(cs.ORIGINAL_POLICY), gc_tags_per_second=40.0) as emu:
+        config = cs.write_config(tmp_path / "config.yaml", emu, tmp_path)
+        env = cs.base_env(prefect_server.home, prefect_server.api_url)
+        with cs.TruthRecorder(emu) as seen:
+            emu.set_faults(hold={"action": "CreateGarbageCollectionTask", "skip": 0})
+            first = _start_run(children, config, env)
+            cs.wait_for("the GC start held", lambda: emu.truth()["faults"]["held"] >= 1, 120, emu, first)
+            first.kill_group(signal.SIGKILL)
+            assert first.wait(15) == -signal.SIGKILL, cs.diagnostics(emu, first)
+            emu.set_faults(hold=None)  # the killed run's request is dropped, never answered
+            with sqlite3.connect(tmp_path / "ledger.db") as db:
+                assert db.execute("SELECT task_id, state FROM gc_tasks").fetchall() == [(None, "intent")]
+                [(first_run,)] = db.execute("SELECT run_id FROM runs").fetchall()
+            assert cs.gc_tasks(emu.truth()) == []
+
+            doc = emu.dump()  # an operator edits the rule afterwards: keep 2
+            [inst] = [i for i in doc["registry"]["instances"] if i["instance_id"] == cs.INSTANCE]
+            inst["lifecycle_rules"][0]["retention_tag_count"] = 2
+            emu.restore(doc)
+
+            second = _start_run(children, config, env)  # no thaw first: it adopts the killed run's freeze
+            rc = _finish(second, emu)
+        out = second.output()
+        assert rc == 0, f"the second run exited {rc}\n{cs.diagnostics(emu, second)}"
+
+        newly = {"apps/api:a20", "apps/web:b20"}
+        old_plan = {f"{ns}/{repo}:{t}" for ns, repo, t in cs.EXPIRED}
+        truth = emu.truth()
+        assert not seen.errors, seen.errors
+        assert len(seen.task_ids) == 1 and [t["state"] for t in cs.gc_tasks(truth)] == ["SUCCESS"], seen.task_ids
+        retained = {name: [t for t in tags if f"{name}:{t}" not in newly] for name, tags in cs.RETAINED.items()}
+        assert truth["instances"][cs.INSTANCE]["tags"] == retained
+        assert _same_json(cs.bucket_policy(truth), cs.ORIGINAL_POLICY), cs.bucket_policy(truth)
+
+        summary = cs.read_summary(tmp_path, out)
+        second_run = summary["run_id"]
+        assert summary["state"] == "GC_DONE", summary
+        assert summary["checks"]["unexpected_deletions"] == 0 and summary["checks"]["missed_deletions"] == 0
+        assert summary["plan"]["tags_expired"] == len(old_plan | newly)
+        # a new plan in the ledger, the gate over it: deleted_tags.csv names how to regenerate a20 and b20
+        assert _planned_expired(tmp_path, first_run) == old_plan
+        assert _planned_expired(tmp_path, second_run) == old_plan | newly
+        folder = Path(out.strip().splitlines()[-1])
+        with open(folder / "deleted_tags.csv", newline="", encoding="utf-8") as handle:
+            gated = {f"{r['namespace']}/{r['repo']}:{r['tag']}": r["regenerable_by"] for r in csv.DictReader(handle)}
+        assert set(gated) == old_plan | newly and {gated[key] for key in newly} == {"build-rule"}
+        with sqlite3.connect(tmp_path / "ledger.db") as db:
+            states = db.execute("SELECT run_id, state, message FROM runs ORDER BY started_at").fetchall()
+        assert [(r, s) for r, s, _ in states] == [(first_run, "FAILED"), (second_run, "GC_DONE")], states
+        assert "before its GC started" in states[0][2], states[0]

@@ -116,6 +116,7 @@ def _run(emu, tmp_path, monkeypatch, semantics, reading: Reading, ledger_root: P
 
 
 DELETED_BY_READING: dict[str, frozenset[str]] = {}
+CERTAINTY_WRITTEN: dict[str, dict[str, str]] = {}  # per reading played: deleted_tags.csv's certainty column
 
 
 @pytest.mark.parametrize("reading", ALL_READINGS, ids=[r.name for r in ALL_READINGS])
@@ -146,8 +147,16 @@ def test_conservative_plan_covers_what_every_reading_deletes(sem_emu, prefect_ap
     assert summary["plan"]["bytes_expected"] <= summary["plan"]["bytes_expected_max"]
 
     DELETED_BY_READING[reading.name] = frozenset(deleted)
+    CERTAINTY_WRITTEN[reading.name] = {key: r["certainty"] for key, r in gated.items()}
     if len(DELETED_BY_READING) == len(ALL_READINGS):  # the dataset really discriminates
         assert len(set(DELETED_BY_READING.values())) == len(ALL_READINGS)
+        # deleted_tags.csv's certainty against the cloud: `certain` is what all eight readings
+        # deleted, `possible` what some but not all did
+        by_all = frozenset.intersection(*DELETED_BY_READING.values())
+        by_some = frozenset.union(*DELETED_BY_READING.values())
+        for written in CERTAINTY_WRITTEN.values():
+            assert {k for k, v in written.items() if v == "certain"} == by_all
+            assert {k for k, v in written.items() if v == "possible"} == by_some - by_all
 
 
 @pytest.mark.parametrize("reading", ALL_READINGS, ids=[r.name for r in ALL_READINGS])

@@ -16,7 +16,7 @@ parked there and kills its process group.
 | boundary | held request | the run has … |
 |---|---|---|
 | before freeze | 1st PutBucketPolicy | recorded the freeze (intent) — the bucket untouched |
-| frozen | CreateGarbageCollectionTask | frozen the bucket, recorded the GC start — no task |
+| frozen | CreateGarbageCollectionTask | frozen the bucket, recorded the GC start — no task (the next run plans afresh) |
 | GC running | (none: GC slowed) | a task deleting tags under the freeze |
 | after GC, before thaw | 2nd PutBucketPolicy (the thaw) | a finished task, the bucket still frozen |
 | during sampling | 5th GetBucketStat (plan, baseline twice, after GC, then the 1st inline sample) | thawed; sampled before and after GC |
@@ -186,6 +186,10 @@ def _kill_then_recover(boundary: str, prefect_api_url: str, children, tmp_path: 
         states = _ledger(tmp_path, "SELECT run_id, state, message FROM runs ORDER BY started_at")
         assert [s for _, s, _ in states] == ["FAILED", "COMPLETE"], states
         assert states[0][2].startswith("interrupted (its process is gone)"), states[0]
+        # issue 11: a GC start with no task id and no active task is not inherited: the next run
+        # planned afresh (its own gate) and started the one task; a task that exists is taken over
+        inherited = boundary in ("gc-running", "after-gc-before-thaw", "during-sampling")
+        assert ("took over its GC task" in states[0][2]) == inherited, states[0]
         # the takeover is told where the operator looks: the flow run's logs in the dashboard
         flow_run_id = _ledger(tmp_path, f"SELECT flow_run_id FROM runs WHERE run_id = '{states[1][0]}'")[0][0]
         took_over = f"instance {cs.INSTANCE}: took over the lock of run {states[0][0]}"
