@@ -184,7 +184,7 @@ def _reclaim(run: _Run) -> State:
     with _ends_failed_or_cancelled(run):
         _prepare(run)  # plan saved, baseline sample, deleted_tags.csv: before any change
         with bucket_frozen(config, run.ledger, run.run_id, needed=_freeze_needed(run),
-                           on_release=run.freeze_released) as run.freeze:
+                           on_release=run.freeze_released, confirm=run.lease.confirm) as run.freeze:
             # (issue 11: the re-check of rules and tags before GC belongs here)
             _start_or_adopt_gc(run)
             _watch_gc(run)
@@ -255,8 +255,6 @@ def _prepare(run: _Run) -> None:
     run.summary.storage = StorageSummary(before_bytes=before.storage_bytes, samples=1)
     _write_deleted_tags(run.expired, run.journal)
     run.summary.gc = GcSummary(driver=run.driver.name)
-    if run.lease.lost:
-        raise RuntimeError("the instance lock was taken over by another run: stopping before any change")
 
 
 def _freeze_needed(run: _Run) -> bool:
@@ -269,6 +267,7 @@ def _start_or_adopt_gc(run: _Run) -> None:
     if run.adopted is not None:
         started, row_id = adopt_gc(config, ledger, run.run_id, driver, run.adopted.task_id)
     else:
+        run.lease.confirm("the start of GC")
         started, row_id = start_gc(config, ledger, run.run_id, driver)
 
     def stop():
