@@ -257,10 +257,7 @@ class AcrClient:
         self._credentials = credentials or resolve(target)
         scheme, host = calls.split_endpoint(target.resolved_acr_endpoint)
         self.endpoint = host
-        if scheme:
-            self.protocol = scheme.upper()
-        else:
-            self.protocol = "HTTP" if calls.is_loopback_or_ip(host) else "HTTPS"
+        self.protocol = calls.protocol_for(scheme, host)
         self._local = threading.local()
 
     def __repr__(self) -> str:

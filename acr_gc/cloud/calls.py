@@ -275,6 +275,37 @@ def split_endpoint(endpoint: str) -> tuple[str | None, str]:
     return scheme, endpoint.rstrip("/")
 
 
+def _host_of(endpoint: str) -> str:
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_loopback(endpoint: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1`` (with or without a port): this machine."""
+    import ipaddress
+
+    host = _host_of(endpoint)
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def protocol_for(scheme: str | None, host: str) -> str:
+    """HTTP only to this machine (the emulator); HTTPS to anything else, IP addresses
+    included: requests carry signatures and responses carry tags and policies, and a
+    network between is no place for plain HTTP."""
+    loopback = is_loopback(host)
+    if scheme == "http" and not loopback:
+        raise ValueError(f"endpoint {host}: plain HTTP is used only for a loopback endpoint "
+                         "(localhost, 127.0.0.0/8, ::1); use https")
+    return (scheme or ("http" if loopback else "https")).upper()
+
+
 def is_loopback_or_ip(endpoint: str) -> bool:
     """True for ``127.0.0.1:9101``, ``localhost:9101``, ``[::1]:9101``, ``10.0.0.5:80``: the emulator."""
     import ipaddress
