@@ -597,10 +597,13 @@ class AcrClient:
         body = self._gc_call("GetGarbageCollectionEnablement", {"InstanceId": self.instance_id})
         return bool(_bool(body.get("Enabled")))
 
-    def gc_create(self) -> str:
-        """Start a GC task; returns its id. Not retried after an ambiguous failure (it could
-        have started a task): the caller should look for an active task (``gc_list``)."""
-        body = self._gc_call("CreateGarbageCollectionTask", {"InstanceId": self.instance_id}, idempotent=False)
+    def gc_create(self, client_token: str | None = None) -> str:
+        """Start a GC task; returns its id. With ``client_token`` a repeated create answers
+        the task the first one started, so it is retried like a read; without one it is not
+        retried after an ambiguous failure (it could have started a task): the caller should
+        look for an active task (``gc_list``)."""
+        query = {"InstanceId": self.instance_id, **({"ClientToken": client_token} if client_token else {})}
+        body = self._gc_call("CreateGarbageCollectionTask", query, idempotent=bool(client_token))
         task_id = body.get("TaskId")
         if not task_id:
             raise CloudError(SERVICE, "CreateGarbageCollectionTask", self.instance_id, "BadResponse", 200,

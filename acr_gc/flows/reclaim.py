@@ -264,25 +264,29 @@ def _freeze_needed(run: _Run) -> bool:
 
 def _start_or_adopt_gc(run: _Run) -> None:
     config, ledger, driver = run.config, run.ledger, run.driver
+
+    def track(started: GcStatus, row_id: int) -> None:
+        """The freeze knows of the task before the ledger is written again (see start_gc)."""
+
+        def stop():
+            status = driver.cancel(started.task_id)
+            if status is not None:
+                try:
+                    record_gc_status(ledger, row_id, status)
+                except Exception as exc:
+                    run.logger.error("GC task %s is %s, but the ledger did not take it: %s", started.task_id,
+                                     status.state, exc)
+            return status
+
+        run.freeze.gc_started(started, stop)
+        run.row_id = row_id
+        run.summary.gc.task_id = started.task_id
+
     if run.adopted is not None:
-        started, row_id = adopt_gc(config, ledger, run.run_id, driver, run.adopted.task_id)
+        started, _ = adopt_gc(config, ledger, run.run_id, driver, run.adopted.task_id, on_started=track)
     else:
         run.lease.confirm("the start of GC")
-        started, row_id = start_gc(config, ledger, run.run_id, driver)
-
-    def stop():
-        status = driver.cancel(started.task_id)
-        if status is not None:
-            try:
-                record_gc_status(ledger, row_id, status)
-            except Exception as exc:
-                run.logger.error("GC task %s is %s, but the ledger did not take it: %s", started.task_id,
-                                 status.state, exc)
-        return status
-
-    run.freeze.gc_started(started, stop)
-    run.row_id = row_id
-    run.summary.gc.task_id = started.task_id
+        started, _ = start_gc(config, ledger, run.run_id, driver, on_started=track)
     run.journal.update_run(gc_started_at=started.created or datetime.now(timezone.utc))
 
 

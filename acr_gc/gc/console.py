@@ -306,8 +306,9 @@ class ConsoleGcDriver:
             return None
         return self._progress(self._started.task_id)
 
-    def start(self) -> GcStatus:
-        """Pause until the operator says the console task was started; then RUNNING, 0 %."""
+    def start(self, client_token: str | None = None) -> GcStatus:
+        """Pause until the operator says the console task was started; then RUNNING, 0 %.
+        (The console takes no client token: the pause itself makes the start happen once.)"""
         if self._started is not None:  # already started by this driver: attach, never ask twice
             return self.status(self._started.task_id)
 

@@ -25,8 +25,10 @@ class GcDriver(Protocol):
     def active_task(self) -> GcStatus | None:
         """The instance's PENDING or RUNNING task, if any: a re-run attaches to it."""
 
-    def start(self) -> GcStatus:
-        """Start a task, or attach to the active one; never a second concurrent task."""
+    def start(self, client_token: str | None = None) -> GcStatus:
+        """Start a task, or attach to the active one; never a second concurrent task.
+        ``client_token`` (the ledger's intent row carries it) makes a repeated start answer
+        the task the first one started, where the adapter's API can."""
 
     def status(self, task_id: str) -> GcStatus: ...
 
