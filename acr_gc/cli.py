@@ -74,7 +74,7 @@ def emulator_serve(
     set them are refused there (change faults afterwards with POST /_emulator/faults)."""
     from acr_gc.emulator.dataset import Dataset, load_dataset
     from acr_gc.emulator.server import ServerOptions, serve
-    from acr_gc.emulator.state import InvalidDump
+    from acr_gc.emulator.state import EmulatorState, InvalidDump
 
     if (dataset is None) == (restore is None):
         fail("give exactly one of --dataset FILE and --restore FILE")
@@ -87,6 +87,8 @@ def emulator_serve(
             fail(f"{given[0]} cannot be combined with --restore: the dump carries the clock and the fault settings")
         try:
             dump = json.loads(restore.read_text(encoding="utf-8"))
+            if isinstance(dump, dict) and dump.get("secrets") is False:
+                fail(f"{restore}: invalid dump: {EmulatorState.WITHOUT_SECRETS}")
             data = Dataset.model_validate(dump["start_dataset"])
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
             fail(_first_error(exc).replace("invalid dataset", f"invalid dump {restore}"))

@@ -4,6 +4,12 @@
 ``objects/{bucket}`` (current and noncurrent object versions) for tests that check the
 exact objects GC deleted, and ``dump``/``restore`` (the whole state, across a restart). Storage-size answers apply due lifecycle expiry first, as OSS
 would have done by then.
+
+The admin API has no signature, so it guards itself as a local development server
+should: a POST must say ``Content-Type: application/json`` (a web page can send
+``text/plain`` across origins without asking, but not JSON), and every request must name
+a loopback host in its ``Host`` header (a page on another name rebound to 127.0.0.1
+cannot). ``dump`` leaves the access key secrets out unless asked (``?secrets=true``).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -25,6 +32,45 @@ from acr_gc.input_errors import first_problem
 
 def _bad(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def _loopback_host(host_header: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ``[::1]``, with or without a port."""
+    import ipaddress
+
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AdminGuard:
+    """Refuses admin requests a browser could be made to send from another origin."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            refusal = None
+            if not _loopback_host(headers.get("host", "")):
+                refusal = _bad("the admin API answers only requests to a loopback host (Host: 127.0.0.1, localhost "
+                               "or [::1])", 403)
+            elif scope["method"] == "POST" and \
+                    headers.get("content-type", "").split(";", 1)[0].strip().lower() != "application/json":
+                refusal = _bad("admin POSTs must be sent with Content-Type: application/json", 415)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _json(request: Request) -> dict:
@@ -129,7 +175,7 @@ def create_app(state, gc: GcService, faults: FaultSettings) -> Starlette:
         return JSONResponse(truth(state, gc, faults))
 
     async def dump(request: Request) -> JSONResponse:
-        return JSONResponse(state.dump())
+        return JSONResponse(state.dump(secrets=request.query_params.get("secrets", "").lower() == "true"))
 
     async def restore(request: Request) -> JSONResponse:
         try:
@@ -162,5 +208,6 @@ def create_app(state, gc: GcService, faults: FaultSettings) -> Starlette:
             Route("/dump", dump, methods=["GET"]),
             Route("/restore", restore, methods=["POST"]),
             Route("/objects/{bucket}", objects, methods=["GET"]),
-        ]
+        ],
+        middleware=[Middleware(AdminGuard)],
     )

@@ -114,6 +114,11 @@ async def serve_async(dataset: ds.Dataset, options: ServerOptions, restore: dict
         emulator.state.restore(restore)
     acr_sock = _bind(options.host, options.acr_port)
     oss_sock = _bind(options.host, options.oss_port)
+    if not admin._loopback_host(options.host if ":" not in options.host else f"[{options.host}]"):
+        sys.stderr.write(f"acr-gc emulator: warning: listening on {options.host}, not a loopback address: other "
+                         "machines can reach it, and it serves test credentials' data; the admin API still answers "
+                         "only requests addressed to a loopback host\n")
+        sys.stderr.flush()
     servers = []
     for app in (emulator.acr_app, emulator.oss_app):
         config = uvicorn.Config(
