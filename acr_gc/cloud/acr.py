@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 
 from acr_gc.cloud import calls
+from acr_gc.gc.driver import GcStatus
 from acr_gc.cloud.credentials import ResolvedCredentials, resolve
 from acr_gc.cloud.errors import CloudError, NotFound, classify_code, to_cloud_error, Classified
 from acr_gc.config import Api, Target
@@ -164,24 +165,6 @@ class InstanceUsage:
     chart_namespace_quota: int | None
     chart_repo_usage: int | None
     chart_repo_quota: int | None
-
-
-@dataclass(frozen=True)
-class GcStatus:
-    task_id: str
-    state: str  # PENDING | RUNNING | SUCCESS | FAILED | CANCELED
-    progress: int
-    tags_deleted: int
-    objects_deleted: int
-    bytes_deleted: int
-    created: datetime | None = None
-    finished: datetime | None = None
-    tags_planned: int | None = None
-    error: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.state in ("PENDING", "RUNNING")
 
 
 # --------------------------------------------------------------------------- parsing helpers

@@ -15,7 +15,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from acr_gc.config import Config
 from acr_gc.reports import files
 from acr_gc.reports.summary import CostSummary, PlanSummary, Summary
-from acr_gc.tasks.planning import PlanResult, plan_instance_steps
+from acr_gc.rules.plan_result import PlanResult
+from acr_gc.tasks.planning import plan_instance_steps
 
 
 @dataclass

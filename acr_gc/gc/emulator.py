@@ -7,7 +7,7 @@ signing, rate limit and retries as the public actions.
 
 from __future__ import annotations
 
-from acr_gc.cloud.acr import GcStatus
+from acr_gc.gc.driver import GcStatus
 from acr_gc.cloud.clients import acr_client
 from acr_gc.cloud.errors import CloudError
 from acr_gc.config import Config

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from acr_gc.cloud.acr import GcStatus
+from acr_gc.gc.driver import GcStatus
 from acr_gc.cloud.clients import oss_client
 from acr_gc.cloud.errors import CloudError
 from acr_gc.config import Config
