@@ -581,12 +581,12 @@ class AcrClient:
         return bool(_bool(body.get("Enabled")))
 
     def gc_create(self, client_token: str | None = None) -> str:
-        """Start a GC task; returns its id. With ``client_token`` a repeated create answers
-        the task the first one started, so it is retried like a read; without one it is not
-        retried after an ambiguous failure (it could have started a task): the caller should
-        look for an active task (``gc_list``)."""
+        """Start a GC task; returns its id. Not retried after an ambiguous failure (it could
+        have started a task): the caller should look for an active task (``gc_list``), and
+        ask again with the same ``client_token``, which answers the task the first create
+        started should the look have missed it."""
         query = {"InstanceId": self.instance_id, **({"ClientToken": client_token} if client_token else {})}
-        body = self._gc_call("CreateGarbageCollectionTask", query, idempotent=bool(client_token))
+        body = self._gc_call("CreateGarbageCollectionTask", query, idempotent=False)
         task_id = body.get("TaskId")
         if not task_id:
             raise CloudError(SERVICE, "CreateGarbageCollectionTask", self.instance_id, "BadResponse", 200,
