@@ -280,7 +280,10 @@ class FrozenBucket:
 
     def _still_ours(self, change: str) -> bool:
         """Whether this run still holds the instance (``confirm``); when another run took it
-        over, the freeze and any GC task are that run's now: left as they are."""
+        over, the freeze and any GC task are that run's now: left as they are. A ledger
+        that cannot be read does not stop the way out (cancelling our GC, thawing): nobody
+        can take the instance over through a ledger nobody reaches, and the bucket is the
+        truth the thaw works from."""
         from acr_gc.ledger.instance_lock import LeaseLost
 
         try:
@@ -290,6 +293,8 @@ class FrozenBucket:
             self._done = True
             self.on_release(False)
             return False
+        except Exception as exc:
+            log.warning("could not confirm the instance lock before %s (%s): going on", change, exc)
         return True
 
     def _stop_gc(self) -> None:
