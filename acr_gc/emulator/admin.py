@@ -28,27 +28,11 @@ from acr_gc.emulator.faults import FaultSettings
 from acr_gc.emulator.gc import GcService
 from acr_gc.emulator.storage import NoSuchBucket
 from acr_gc.input_errors import first_problem
+from acr_gc.netloc import is_loopback
 
 
 def _bad(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
-
-
-def _loopback_host(host_header: str) -> bool:
-    """``localhost``, 127.0.0.0/8 or ``[::1]``, with or without a port."""
-    import ipaddress
-
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        host = host[1:].split("]", 1)[0]
-    elif host.count(":") == 1:
-        host = host.rsplit(":", 1)[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class AdminGuard:
@@ -61,7 +45,7 @@ class AdminGuard:
         if scope["type"] == "http":
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             refusal = None
-            if not _loopback_host(headers.get("host", "")):
+            if not is_loopback(headers.get("host", "")):
                 refusal = _bad("the admin API answers only requests to a loopback host (Host: 127.0.0.1, localhost "
                                "or [::1])", 403)
             elif scope["method"] == "POST" and \

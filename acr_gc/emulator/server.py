@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from acr_gc.emulator import acr_wire, admin, oss_wire
+from acr_gc.netloc import is_loopback
 from acr_gc.emulator import dataset as ds
 from acr_gc.emulator.faults import FaultMiddleware, FaultSettings, ServiceErrors
 from acr_gc.emulator.gc import GcService
@@ -114,7 +115,7 @@ async def serve_async(dataset: ds.Dataset, options: ServerOptions, restore: dict
         emulator.state.restore(restore)
     acr_sock = _bind(options.host, options.acr_port)
     oss_sock = _bind(options.host, options.oss_port)
-    if not admin._loopback_host(options.host if ":" not in options.host else f"[{options.host}]"):
+    if not is_loopback(f"[{options.host}]" if ":" in options.host else options.host):
         sys.stderr.write(f"acr-gc emulator: warning: listening on {options.host}, not a loopback address: other "
                          "machines can reach it, and it serves test credentials' data; the admin API still answers "
                          "only requests addressed to a loopback host\n")
