@@ -9,8 +9,6 @@ minutes behind, another host's name), here against the throwaway PostgreSQL clus
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -18,16 +16,14 @@ import pytest
 
 from acr_gc.ledger import InstanceLock, Ledger
 from acr_gc.ledger import instance_lock as lock
-from reliability.test_instance_lock import SKEWED_HOLDER
+from reliability.test_instance_lock import SKEWED_HOLDER, holder_process
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_holder_10_minutes_behind_is_not_taken_over_on_postgresql(postgres_url):
-    child = subprocess.Popen([sys.executable, "-c", SKEWED_HOLDER, postgres_url], stdout=subprocess.PIPE, text=True)
     ledger = Ledger(postgres_url)
-    try:
-        assert child.stdout.readline().strip() == "held"
+    with holder_process(SKEWED_HOLDER, postgres_url) as child:
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
             with pytest.raises(lock.InstanceBusy, match="run run-skewed .* on host-10-minutes-behind"):
@@ -43,7 +39,4 @@ def test_a_holder_10_minutes_behind_is_not_taken_over_on_postgresql(postgres_url
         lease = lock.acquire(ledger, "cri-x", "run-me")
         assert lease.took_over is not None and lease.took_over.run_id == "run-skewed"
         lease.release()
-    finally:
-        child.kill()
-        child.wait(10)
-        ledger.dispose()
+    ledger.dispose()

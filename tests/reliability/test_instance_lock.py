@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -88,11 +90,22 @@ time.sleep(600)
 """
 
 
-def test_a_live_holder_refuses_and_a_killed_one_is_taken_over(tmp_path):
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    child = subprocess.Popen([sys.executable, "-c", HOLD_SCRIPT, url], stdout=subprocess.PIPE, text=True)
+@contextmanager
+def holder_process(script: str, url: str) -> Iterator[subprocess.Popen]:
+    """A child process that took the lock of cri-x in the ledger at ``url`` (``script``
+    prints "held" once it has); killed on the way out."""
+    child = subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "held"
+        yield child
+    finally:
+        child.kill()
+        child.wait(10)
+
+
+def test_a_live_holder_refuses_and_a_killed_one_is_taken_over(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with holder_process(HOLD_SCRIPT, url) as child:
         ledger = Ledger(url)
         with pytest.raises(lock.InstanceBusy, match=rf"run run-child \(pid {child.pid} on "):
             lock.acquire(ledger, "cri-x", "run-me")
@@ -103,9 +116,6 @@ def test_a_live_holder_refuses_and_a_killed_one_is_taken_over(tmp_path):
         lease = lock.acquire(ledger, "cri-x", "run-me")
         assert lease.took_over is not None and lease.took_over.run_id == "run-child"
         lease.release()
-    finally:
-        child.kill()
-        child.wait(10)
 
 
 def _plant(ledger: Ledger, host: str, age: timedelta) -> None:
@@ -195,9 +205,7 @@ time.sleep(600)
 
 def test_a_holder_whose_clock_is_10_minutes_behind_is_not_taken_over_while_it_heartbeats(tmp_path):
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    child = subprocess.Popen([sys.executable, "-c", SKEWED_HOLDER, url], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "held"
+    with holder_process(SKEWED_HOLDER, url):
         ledger = Ledger(url)
         deadline = time.monotonic() + 3  # ten heartbeats of the skewed holder
         while time.monotonic() < deadline:
@@ -209,9 +217,6 @@ def test_a_holder_whose_clock_is_10_minutes_behind_is_not_taken_over_while_it_he
             row = session.get(InstanceLock, "cri-x")
             for written in (row.acquired_at, row.heartbeat_at):
                 assert abs(written - datetime.now(timezone.utc)) < timedelta(seconds=30), written
-    finally:
-        child.kill()
-        child.wait(10)
 
 
 def test_confirm_renews_while_held_and_refuses_once_the_lease_was_taken(tmp_path):
