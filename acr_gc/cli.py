@@ -384,6 +384,39 @@ def report_command(
     typer.echo(str(folder))
 
 
+@app.command("fleet")
+def fleet_command(
+    config_paths: list[Path] = typer.Option(..., "--config", help="a run configuration (YAML); once per instance"),
+    slots_per_region: int = typer.Option(4, "--slots-per-region", min=1, help="instances of one region at once"),
+) -> None:
+    """Reclaim several instances at once: the fleet deployment's flow, one child run each.
+
+    Refused (exit 2, before any run) when two configs name one instance or one bucket.
+    Exit 0 when every instance's GC is done, 3 when the others are done and some were
+    blocked before any change, 1 when any run failed or was cancelled.
+    """
+    _start_prefect_api()
+    configs = [_load(path) for path in config_paths]
+    from pydantic import TypeAdapter, ValidationError
+
+    from acr_gc.flows.fleet import FleetConfigs, reclaim_fleet
+
+    try:
+        TypeAdapter(FleetConfigs).validate_python(configs)
+    except ValidationError as exc:
+        fail(f"fleet: {exc.errors()[0]['msg'].removeprefix('Value error, ')}")
+    for config in configs:
+        _ledger_or_exit(config).dispose()
+        _preflight_or_exit(config)
+    _prefect_api_ready()
+    outcomes = reclaim_fleet(configs, slots_per_region)
+    for outcome in outcomes:  # one line per instance: its state, and why when it says more
+        why = (outcome.message or "").removeprefix(f"{outcome.state}: ").removeprefix(outcome.state)
+        typer.echo(f"{outcome.instance_id}: {outcome.state}" + (f": {why}" if why else ""))
+    codes = {RUN_EXIT_CODES.get(outcome.state, 1) for outcome in outcomes}
+    raise typer.Exit(1 if 1 in codes else 3 if 3 in codes else 0)
+
+
 @app.command("demo")
 def demo_command(
     out: Path = typer.Option(Path("reports/demo"), "--out", help="report folder root"),
