@@ -98,17 +98,16 @@ def db_now(session) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def current_holder(ledger: Ledger, instance_id: str) -> Holder | None:
+def current_holder(ledger: Ledger, instance_id: str) -> tuple[Holder | None, datetime]:
+    """The instance's holder (None: nobody), and the database's time as it was read."""
     with ledger.session() as session:
         row = session.get(LockRow, instance_id)
-        return _holder(row) if row is not None else None
+        return (_holder(row) if row is not None else None), db_now(session)
 
 
 def live_holder(ledger: Ledger, instance_id: str) -> Holder | None:
     """The run holding the instance, unless it is dead (or there is none)."""
-    with ledger.session() as session:
-        row = session.get(LockRow, instance_id)
-        holder, now = (_holder(row) if row is not None else None), db_now(session)
+    holder, now = current_holder(ledger, instance_id)
     if holder is None:
         return None
     alive = _process_alive(holder.pid) if holder.host == socket.gethostname() else True
@@ -191,9 +190,7 @@ def acquire(ledger: Ledger, instance_id: str, run_id: str) -> InstanceLease:
             return InstanceLease(ledger, mine, None)
         except IntegrityError:
             pass
-        with ledger.session() as session:
-            row = session.get(LockRow, instance_id)
-            holder, now = (_holder(row) if row is not None else None), db_now(session)
+        holder, now = current_holder(ledger, instance_id)
         if holder is None:
             continue  # released between our insert and our read: try again
         alive = _process_alive(holder.pid) if holder.host == host else True
