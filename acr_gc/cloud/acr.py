@@ -28,10 +28,10 @@ from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 
 from acr_gc.cloud import calls
-from acr_gc.gc.driver import GcStatus
 from acr_gc.cloud.credentials import ResolvedCredentials, resolve
 from acr_gc.cloud.errors import CloudError, NotFound, classify_code, to_cloud_error, Classified
 from acr_gc.config import Api, Target
+from acr_gc.gc.driver import GcStatus
 
 SERVICE = "ACR"
 API_VERSION = "2018-12-01"

@@ -23,9 +23,8 @@ from prefect.context import FlowRunContext
 from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from acr_gc.gc.driver import GcStatus
 from acr_gc.config import Config
-from acr_gc.gc import TERMINAL_STATES, make_driver
+from acr_gc.gc import TERMINAL_STATES, GcStatus, make_driver
 from acr_gc.ledger import Ledger, Run, Sample
 from acr_gc.ledger.instance_lock import InstanceBusy, InstanceLease, acquire
 from acr_gc.ledger.plans import save_plan

@@ -56,10 +56,10 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 from prefect.input import RunInput
 
-from acr_gc.gc.driver import GcStatus
 from acr_gc.cloud.clients import acr_client
 from acr_gc.cloud.errors import NotFound
 from acr_gc.config import Config
+from acr_gc.gc.driver import GcStatus
 from acr_gc.reports.artifacts import artifact_key
 
 if TYPE_CHECKING:

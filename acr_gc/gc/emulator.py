@@ -7,10 +7,10 @@ signing, rate limit and retries as the public actions.
 
 from __future__ import annotations
 
-from acr_gc.gc.driver import GcStatus
 from acr_gc.cloud.clients import acr_client
 from acr_gc.cloud.errors import CloudError
 from acr_gc.config import Config
+from acr_gc.gc.driver import GcStatus
 
 
 CREATE_ATTEMPTS = 3  # CreateGarbageCollectionTask after an ambiguous failure that started nothing

@@ -20,10 +20,10 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from acr_gc.gc.driver import GcStatus
 from acr_gc.cloud.clients import oss_client
 from acr_gc.cloud.errors import CloudError
 from acr_gc.config import Config
+from acr_gc.gc.driver import GcStatus
 from acr_gc.ledger import Freeze, GcTask, Ledger
 from acr_gc.ledger.store import LedgerUnavailable
 from acr_gc.rules.freeze import (
