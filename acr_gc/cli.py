@@ -84,7 +84,7 @@ def emulator_serve(
     from acr_gc.emulator.dataset import Dataset, load_dataset
     from acr_gc.emulator.retention import Readings
     from acr_gc.emulator.server import ServerOptions, serve
-    from acr_gc.emulator.state import InvalidDump
+    from acr_gc.emulator.state import EmulatorState, InvalidDump
 
     try:  # the readings of the lifecycle rules the emulator plays (DESIGN section 3)
         Readings(combination, count_regexp, regexp_match)
@@ -102,6 +102,8 @@ def emulator_serve(
             fail(f"{given[0]} cannot be combined with --restore: the dump carries the clock and the fault settings")
         try:
             dump = json.loads(restore.read_text(encoding="utf-8"))
+            if isinstance(dump, dict) and dump.get("secrets") is False:
+                fail(f"{restore}: invalid dump: {EmulatorState.WITHOUT_SECRETS}")
             data = Dataset.model_validate(dump["start_dataset"])
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
             fail(_first_error(exc).replace("invalid dataset", f"invalid dump {restore}"))
@@ -512,6 +514,39 @@ def status_command(
     if unattended and not as_json:
         typer.echo(f"frozen with no live run: {', '.join(unattended)}; thaw with `acr-gc thaw --config …`", err=True)
     raise typer.Exit(3 if unattended else 0)
+
+
+@app.command("fleet")
+def fleet_command(
+    config_paths: list[Path] = typer.Option(..., "--config", help="a run configuration (YAML); once per instance"),
+    slots_per_region: int = typer.Option(4, "--slots-per-region", min=1, help="instances of one region at once"),
+) -> None:
+    """Reclaim several instances at once: the fleet deployment's flow, one child run each.
+
+    Refused (exit 2, before any run) when two configs name one instance or one bucket.
+    Exit 0 when every instance's GC is done, 3 when the others are done and some were
+    blocked before any change, 1 when any run failed or was cancelled.
+    """
+    _start_prefect_api()
+    configs = [_load(path) for path in config_paths]
+    from pydantic import TypeAdapter, ValidationError
+
+    from acr_gc.flows.fleet import FleetConfigs, reclaim_fleet
+
+    try:
+        TypeAdapter(FleetConfigs).validate_python(configs)
+    except ValidationError as exc:
+        fail(f"fleet: {exc.errors()[0]['msg'].removeprefix('Value error, ')}")
+    for config in configs:
+        _ledger_or_exit(config).dispose()
+        _preflight_or_exit(config)
+    _prefect_api_ready()
+    outcomes = reclaim_fleet(configs, slots_per_region)
+    for outcome in outcomes:  # one line per instance: its state, and why when it says more
+        why = (outcome.message or "").removeprefix(f"{outcome.state}: ").removeprefix(outcome.state)
+        typer.echo(f"{outcome.instance_id}: {outcome.state}" + (f": {why}" if why else ""))
+    codes = {RUN_EXIT_CODES.get(outcome.state, 1) for outcome in outcomes}
+    raise typer.Exit(1 if 1 in codes else 3 if 3 in codes else 0)
 
 
 @app.command("demo")

@@ -238,6 +238,9 @@ class Ledger(_Section):
             url = make_url(value)
         except (ArgumentError, ValueError):
             raise ValueError("not a database URL such as sqlite:///.acr-gc/ledger.db") from None
+        if url.password:  # the config is the flow's parameter: Prefect would store and show it
+            raise ValueError("holds a password, which would be stored and shown as a flow parameter: leave it out "
+                             "of the URL and give it through PGPASSWORD or ~/.pgpass")
         try:
             dialect = url.get_dialect()
             dialect.import_dbapi()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install acr-gc into it (with the test and postgres extras when called as `setup.sh test`).
+# Create .venv and install acr-gc into it (with the test and postgres extras when called as `setup.sh test`),
+# every dependency at the version constraints.txt pins (scripts/refresh-constraints.sh refreshes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -8,4 +9,4 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 extras=""
 # the tests/postgres tests talk to PostgreSQL through psycopg 3 (the "postgres" extra)
 [ "${1:-}" = "test" ] && extras="[test,postgres]"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".${extras}"

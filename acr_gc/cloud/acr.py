@@ -31,6 +31,7 @@ from acr_gc.cloud import calls
 from acr_gc.cloud.credentials import ResolvedCredentials, resolve
 from acr_gc.cloud.errors import CloudError, NotFound, classify_code, to_cloud_error, Classified, register_secret
 from acr_gc.config import Api, Target
+from acr_gc.gc.driver import GcStatus
 
 SERVICE = "ACR"
 API_VERSION = "2018-12-01"
@@ -170,24 +171,6 @@ class InstanceUsage:
     chart_repo_quota: int | None
 
 
-@dataclass(frozen=True)
-class GcStatus:
-    task_id: str
-    state: str  # PENDING | RUNNING | SUCCESS | FAILED | CANCELED
-    progress: int
-    tags_deleted: int
-    objects_deleted: int
-    bytes_deleted: int
-    created: datetime | None = None
-    finished: datetime | None = None
-    tags_planned: int | None = None
-    error: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.state in ("PENDING", "RUNNING")
-
-
 # --------------------------------------------------------------------------- parsing helpers
 
 
@@ -261,10 +244,7 @@ class AcrClient:
         self._credentials = credentials or resolve(target)
         scheme, host = calls.split_endpoint(target.resolved_acr_endpoint)
         self.endpoint = host
-        if scheme:
-            self.protocol = scheme.upper()
-        else:
-            self.protocol = "HTTP" if calls.is_loopback_or_ip(host) else "HTTPS"
+        self.protocol = calls.protocol_for(scheme, host)
         self._local = threading.local()
 
     def __repr__(self) -> str:
@@ -618,10 +598,13 @@ class AcrClient:
         body = self._gc_call("GetGarbageCollectionEnablement", {"InstanceId": self.instance_id})
         return bool(_bool(body.get("Enabled")))
 
-    def gc_create(self) -> str:
+    def gc_create(self, client_token: str | None = None) -> str:
         """Start a GC task; returns its id. Not retried after an ambiguous failure (it could
-        have started a task): the caller should look for an active task (``gc_list``)."""
-        body = self._gc_call("CreateGarbageCollectionTask", {"InstanceId": self.instance_id}, idempotent=False)
+        have started a task): the caller should look for an active task (``gc_list``), and
+        ask again with the same ``client_token``, which answers the task the first create
+        started should the look have missed it."""
+        query = {"InstanceId": self.instance_id, **({"ClientToken": client_token} if client_token else {})}
+        body = self._gc_call("CreateGarbageCollectionTask", query, idempotent=False)
         task_id = body.get("TaskId")
         if not task_id:
             raise CloudError(SERVICE, "CreateGarbageCollectionTask", self.instance_id, "BadResponse", 200,

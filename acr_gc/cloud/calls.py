@@ -30,6 +30,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from acr_gc.cloud.errors import CloudError, classify, to_cloud_error
 from acr_gc.config import Api
+from acr_gc.netloc import is_ip, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -281,19 +282,17 @@ def split_endpoint(endpoint: str) -> tuple[str | None, str]:
     return scheme, endpoint.rstrip("/")
 
 
+def protocol_for(scheme: str | None, host: str) -> str:
+    """HTTP only to this machine (the emulator); HTTPS to anything else, IP addresses
+    included: requests carry signatures and responses carry tags and policies, and a
+    network between is no place for plain HTTP."""
+    loopback = is_loopback(host)
+    if scheme == "http" and not loopback:
+        raise ValueError(f"endpoint {host}: plain HTTP is used only for a loopback endpoint "
+                         "(localhost, 127.0.0.0/8, ::1); use https")
+    return (scheme or ("http" if loopback else "https")).upper()
+
+
 def is_loopback_or_ip(endpoint: str) -> bool:
     """True for ``127.0.0.1:9101``, ``localhost:9101``, ``[::1]:9101``, ``10.0.0.5:80``: the emulator."""
-    import ipaddress
-
-    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
-    if host.startswith("["):
-        host = host[1:].split("]", 1)[0]
-    elif host.count(":") == 1:
-        host = host.rsplit(":", 1)[0]
-    if host == "localhost":
-        return True
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
+    return is_loopback(endpoint) or is_ip(endpoint)

@@ -6,8 +6,8 @@ SDK's typed methods build; we read the gateway's parsed dict instead of the type
 response models (two model layers that do not always agree). ``GetBucketStat`` has no
 SDK method at all: the same ``execute`` with ``pathname='/?stat'``.
 
-Loopback/IP endpoints (the emulator) get ``endpoint_type='ip'`` (path-style
-``/<bucket>/…`` over plain HTTP); real endpoints use the normal virtual-host style over
+IP and loopback endpoints get ``endpoint_type='ip'`` (path-style ``/<bucket>/…``; plain
+HTTP only for loopback, the emulator); real endpoints use the normal virtual-host style over
 HTTPS. Thread safety: one SDK client per thread, as in :mod:`acr_gc.cloud.acr`.
 """
 
@@ -141,7 +141,7 @@ class OssClient:
         scheme, host = calls.split_endpoint(target.resolved_oss_endpoint)
         self.endpoint = host
         self.path_style = calls.is_loopback_or_ip(host)
-        self.protocol = (scheme or ("http" if self.path_style else "https")).upper()
+        self.protocol = calls.protocol_for(scheme, host)
         self._local = threading.local()
 
     def __repr__(self) -> str:

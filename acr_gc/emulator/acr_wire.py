@@ -505,7 +505,7 @@ def GetGarbageCollectionEnablement(ctx: Ctx, params: dict) -> dict:
 
 @action
 def CreateGarbageCollectionTask(ctx: Ctx, params: dict) -> dict:
-    return ctx.gc.create(required(params, "InstanceId")).to_api()
+    return ctx.gc.create(required(params, "InstanceId"), params.get("ClientToken")).to_api()
 
 
 @action

@@ -5,6 +5,12 @@
 ``objects/{bucket}`` (current and noncurrent object versions) for tests that check the
 exact objects GC deleted, and ``dump``/``restore`` (the whole state, across a restart). Storage-size answers apply due lifecycle expiry first, as OSS
 would have done by then.
+
+The admin API has no signature, so it guards itself as a local development server
+should: a POST must say ``Content-Type: application/json`` (a web page can send
+``text/plain`` across origins without asking, but not JSON), and every request must name
+a loopback host in its ``Host`` header (a page on another name rebound to 127.0.0.1
+cannot). ``dump`` leaves the access key secrets out unless asked (``?secrets=true``).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from datetime import datetime, timezone
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -24,10 +31,33 @@ from acr_gc.emulator.retention import Readings
 from acr_gc.emulator.gc import GcService
 from acr_gc.emulator.storage import NoSuchBucket
 from acr_gc.input_errors import first_problem
+from acr_gc.netloc import is_loopback
 
 
 def _bad(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+class AdminGuard:
+    """Refuses admin requests a browser could be made to send from another origin."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            refusal = None
+            if not is_loopback(headers.get("host", "")):
+                refusal = _bad("the admin API answers only requests to a loopback host (Host: 127.0.0.1, localhost "
+                               "or [::1])", 403)
+            elif scope["method"] == "POST" and \
+                    headers.get("content-type", "").split(";", 1)[0].strip().lower() != "application/json":
+                refusal = _bad("admin POSTs must be sent with Content-Type: application/json", 415)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _json(request: Request) -> dict:
@@ -159,7 +189,7 @@ def create_app(state, gc: GcService, faults: FaultSettings) -> Starlette:
         return JSONResponse(truth(state, gc, faults, at))
 
     async def dump(request: Request) -> JSONResponse:
-        return JSONResponse(state.dump())
+        return JSONResponse(state.dump(secrets=request.query_params.get("secrets", "").lower() == "true"))
 
     async def restore(request: Request) -> JSONResponse:
         try:
@@ -193,5 +223,6 @@ def create_app(state, gc: GcService, faults: FaultSettings) -> Starlette:
             Route("/dump", dump, methods=["GET"]),
             Route("/restore", restore, methods=["POST"]),
             Route("/objects/{bucket}", objects, methods=["GET"]),
-        ]
+        ],
+        middleware=[Middleware(AdminGuard)],
     )

@@ -58,6 +58,7 @@ class GcTask:
     bytes_deleted: int = 0
     finish_ms: int | None = None
     error: str | None = None
+    client_token: str | None = None  # the caller's idempotency key: a repeated create answers this task
     deleted_tags: list[str] = field(default_factory=list, repr=False)
     # (repo, tag record) still to delete, oldest first; filled when the task starts RUNNING
     pending: deque = field(default_factory=deque, repr=False)
@@ -77,6 +78,8 @@ class GcTask:
         }
         if self.error:
             body["ErrorMessage"] = self.error
+        if self.client_token:
+            body["ClientToken"] = self.client_token
         return body
 
     def to_dump(self) -> dict:
@@ -90,7 +93,7 @@ class GcTask:
         """``inst`` is the restored instance record the pending tags are looked up in."""
         if doc["state"] not in ACTIVE + FINAL:
             raise ValueError(f"GC task {doc['task_id']}: state {doc['state']!r}")
-        task = cls(**{k: v for k, v in doc.items() if k != "pending"})
+        task = cls(**{k: v for k, v in doc.items() if k != "pending"})  # dumps before ClientToken lack it
         repos = {repo.full_name: repo for repo in inst.repos}
         for full_name, tag in doc["pending"]:
             repo = repos[full_name]
@@ -141,8 +144,14 @@ class GcService:
         inst = self.state.registry.instance(instance_id)
         return next((t for t in inst.gc_tasks if t.state in ACTIVE), None)
 
-    def create(self, instance_id: str) -> GcTask:
+    def create(self, instance_id: str, client_token: str | None = None) -> GcTask:
+        """A new task; with ``client_token``, the task an earlier create with that token
+        started, whatever its state (the idempotency Alibaba Cloud's APIs give ClientToken)."""
         inst = self.state.registry.instance(instance_id)
+        if client_token:
+            earlier = next((t for t in inst.gc_tasks if t.client_token == client_token), None)
+            if earlier is not None:
+                return earlier
         if not inst.gc_whitelisted:
             raise GcRefused(
                 403,
@@ -162,6 +171,7 @@ class GcService:
             task_id="gct-" + hashlib.sha256(f"{instance_id}\x00{n}".encode()).hexdigest()[:16],
             instance_id=instance_id,
             create_ms=epoch_ms(self.state.now()),
+            client_token=client_token or None,
         )
         inst.gc_tasks.append(task)
         self._launch(inst, task)

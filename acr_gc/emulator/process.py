@@ -171,6 +171,8 @@ class EmulatorProcess:
     def _call(self, method: str, path: str, body: Any = None) -> dict:
         if self._http is None:
             raise EmulatorError("emulator not started")
+        if method == "POST":  # the admin API takes POSTs as application/json only
+            body = {} if body is None else body
         response = self._http.request(method, path, json=body) if body is not None else self._http.request(method, path)
         if response.status_code >= 400:
             raise EmulatorError(f"{method} {path}: HTTP {response.status_code}: {response.text}")
@@ -203,9 +205,10 @@ class EmulatorProcess:
         its GetBucketStat figures as of that emulated moment."""
         return self._call("GET", "truth" if at is None else f"truth?at={at}")
 
-    def dump(self) -> dict:
-        """The complete state (GET /_emulator/dump), for ``restore`` here or in a new process."""
-        return self._call("GET", "dump")
+    def dump(self, secrets: bool = True) -> dict:
+        """The complete state (GET /_emulator/dump), for ``restore`` here or in a new process
+        (which needs the secrets: asked for unless ``secrets`` is False)."""
+        return self._call("GET", "dump?secrets=true" if secrets else "dump")
 
     def restore(self, document: dict) -> dict:
         return self._call("POST", "restore", document)

@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from acr_gc.emulator import acr_wire, admin, oci_wire, oss_wire
+from acr_gc.netloc import is_loopback
 from acr_gc.emulator import dataset as ds
 from acr_gc.emulator.faults import FaultMiddleware, FaultSettings, ServiceErrors
 from acr_gc.emulator.gc import GcService
@@ -127,6 +128,11 @@ async def serve_async(dataset: ds.Dataset, options: ServerOptions, restore: dict
         emulator.state.restore(restore)
     acr_sock = _bind(options.host, options.acr_port)
     oss_sock = _bind(options.host, options.oss_port)
+    if not is_loopback(f"[{options.host}]" if ":" in options.host else options.host):
+        sys.stderr.write(f"acr-gc emulator: warning: listening on {options.host}, not a loopback address: other "
+                         "machines can reach it, and it serves test credentials' data; the admin API still answers "
+                         "only requests addressed to a loopback host\n")
+        sys.stderr.flush()
     registry_sock = _bind(options.host, options.registry_port)
     servers = []
     for app in (emulator.acr_app, emulator.oss_app, emulator.registry_app):

@@ -62,18 +62,28 @@ class EmulatorState:
 
     # ---- dump and restore (``self.gc`` is attached by ``server.build``) ----
 
-    def dump(self) -> dict:
+    WITHOUT_SECRETS = ("it was taken without the access key secrets, which the emulator needs to check signatures: "
+                       "take it with GET /_emulator/dump?secrets=true")
+
+    def dump(self, secrets: bool = True) -> dict:
         """The complete mutable state as JSON-able data; what ``restore`` takes back.
 
         ``start_dataset`` is what ``reset`` goes back to, so a restored emulator resets as
         the dumped one would have. Signature nonces seen are not kept (a client retries
-        with a fresh one anyway)."""
+        with a fresh one anyway). ``secrets`` False leaves every access key secret out
+        (``"secrets": false``): such a dump is for reading, and ``restore`` refuses it."""
         self.storage.apply_lifecycle(self.now())
+        start = self.dataset.model_dump(mode="json")
+        credentials = [c.model_dump() for c in self.credentials.values()]
+        if not secrets:
+            for credential in credentials + start["credentials"]:
+                credential.pop("access_key_secret", None)
         return {
             "format": DUMP_FORMAT,
+            "secrets": secrets,
             "clock": self.clock.to_dump(),
-            "start_dataset": self.dataset.model_dump(mode="json"),
-            "credentials": [c.model_dump() for c in self.credentials.values()],
+            "start_dataset": start,
+            "credentials": credentials,
             "buckets": self.storage.to_dump(),
             "registry": self.registry.to_dump(),
             "gc_tasks": self.gc.dump_tasks(),
@@ -87,6 +97,8 @@ class EmulatorState:
         try:
             if doc.get("format") != DUMP_FORMAT:
                 raise ValueError(f"format is {doc.get('format')!r}, expected {DUMP_FORMAT!r}")
+            if doc.get("secrets") is False:
+                raise ValueError(self.WITHOUT_SECRETS)
             clock = EmulatedClock.from_dump(doc["clock"])
             dataset = ds.Dataset.model_validate(doc["start_dataset"])
             credentials = {c.access_key_id: c for c in map(ds.Credential.model_validate, doc["credentials"])}

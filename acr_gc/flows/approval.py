@@ -46,7 +46,7 @@ class Rejected(RuntimeError):
 
 def headline(config: Config, plan: dict, folder: Path) -> str:
     """What the person approves, in a few lines: the same at the terminal and in the UI."""
-    from acr_gc.tasks.planning import artifact_key
+    from acr_gc.reports.artifacts import artifact_key
 
     saving = plan["bytes_expected"] / 2**30 * config.report.price_per_gb_month
     bound = "at most " if plan.get("bytes_expected_is_upper_bound") else ""

@@ -6,9 +6,15 @@ others. Runs of one region share that region's API quota through a Prefect globa
 concurrency limit (``acr-gc-region-<region>``, created on first use with
 ``slots_per_region`` slots: that many instances of one region run at once), so a fleet cannot exceed what the region allows even when
 its child runs are spread over several workers.
+
+The list of configs is refused as a parameter (before the fleet run starts, before any
+child run) when two configs name one instance or one bucket: two runs of one instance
+would collide, and two instances sharing a bucket would thaw each other's freeze.
 """
 
-from pydantic import BaseModel
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
@@ -29,6 +35,26 @@ class InstanceOutcome(BaseModel):
     message: str | None = None
     tags_deleted: int | None = None
     reclaimed_bytes: int | None = None
+
+
+def _one_run_per_instance_and_bucket(configs: list[Config]) -> list[Config]:
+    """The fleet's parameter check: each instance once, each bucket once."""
+    why = {"instance": "two runs of one instance would collide",
+           "bucket": "their runs would freeze and thaw one bucket under each other"}
+    for what in ("instance", "bucket"):
+        seen: dict[str, int] = {}
+        for index, config in enumerate(configs):
+            name = config.target.instance_id if what == "instance" else config.target.bucket
+            first = seen.setdefault(name, index)
+            if first != index:
+                raise ValueError(
+                    f"configs[{first}] (instance {configs[first].target.instance_id}) and configs[{index}] "
+                    f"(instance {config.target.instance_id}) name the same {what} {name}: a fleet may list each "
+                    f"{what} once ({why[what]})")
+    return configs
+
+
+FleetConfigs = Annotated[list[Config], AfterValidator(_one_run_per_instance_and_bucket)]
 
 
 def region_limit(region: str) -> str:
@@ -65,11 +91,8 @@ def reclaim_instance(config: Config) -> InstanceOutcome:
 
 
 @flow(name="reclaim-fleet", task_runner=ThreadPoolTaskRunner(max_workers=16))
-def reclaim_fleet(configs: list[Config], slots_per_region: int = 4) -> list[InstanceOutcome]:
+def reclaim_fleet(configs: FleetConfigs, slots_per_region: int = 4) -> list[InstanceOutcome]:
     logger = get_run_logger()
-    instances = [c.target.instance_id for c in configs]
-    if len(set(instances)) != len(instances):
-        raise ValueError("each instance may appear once in a fleet run (two runs of one instance would collide)")
     with get_client(sync_client=True) as client:
         for region in sorted({c.target.region for c in configs}):
             client.upsert_global_concurrency_limit_by_name(region_limit(region), slots_per_region)

@@ -17,9 +17,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from acr_gc.config import Config
 from acr_gc.reports import files
 from acr_gc.reports.summary import CostSummary, PlanSummary, Summary
+from acr_gc.rules.plan_result import PlanResult
 from acr_gc.rules.window import Window
 from acr_gc.tasks.checks import release_check
-from acr_gc.tasks.planning import PlanResult, plan_instance_steps
+from acr_gc.tasks.planning import plan_instance_steps
 
 
 @dataclass

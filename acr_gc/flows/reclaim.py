@@ -25,10 +25,9 @@ from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from acr_gc import notify, rules
-from acr_gc.cloud.acr import GcStatus
 from acr_gc.config import Config
 from acr_gc.flows.approval import Rejected, approve_plan
-from acr_gc.gc import TERMINAL_STATES, make_driver
+from acr_gc.gc import TERMINAL_STATES, GcStatus, make_driver
 from acr_gc.ledger import Ledger, Run, Sample
 from acr_gc.ledger.instance_lock import InstanceBusy, InstanceLease, acquire
 from acr_gc.ledger.plans import load_rule_table, save_plan, save_rule_table
@@ -197,7 +196,7 @@ def _reclaim(run: _Run) -> State:
     with _ends_failed_or_cancelled(run):
         _prepare(run)  # plan and baseline recorded, deleted_tags.csv written: before any change
         with bucket_frozen(config, run.ledger, run.run_id, needed=_freeze_needed(run),
-                           on_release=run.freeze_released) as run.freeze:
+                           on_release=run.freeze_released, confirm=run.lease.confirm) as run.freeze:
             _recheck(run)  # rules and tags listed again: GC starts only inside the gated plan
             _start_or_adopt_gc(run)
             _watch_gc(run)
@@ -297,8 +296,6 @@ def _prepare(run: _Run) -> None:
     run.summary.storage = StorageSummary(before_bytes=run.before.storage_bytes, samples=1)
     _write_deleted_tags(run.expired, run.journal)
     run.summary.gc = GcSummary(driver=run.driver.name)
-    if run.lease.lost:
-        raise RuntimeError("the instance lock was taken over by another run: stopping before any change")
 
 
 def _freeze_needed(run: _Run) -> bool:
@@ -316,24 +313,29 @@ def _recheck(run: _Run) -> None:
 
 def _start_or_adopt_gc(run: _Run) -> None:
     config, ledger, driver = run.config, run.ledger, run.driver
+
+    def track(started: GcStatus, row_id: int) -> None:
+        """The freeze knows of the task before the ledger is written again (see start_gc)."""
+
+        def stop():
+            status = driver.cancel(started.task_id)
+            if status is not None:
+                try:
+                    record_gc_status(ledger, row_id, status)
+                except Exception as exc:
+                    run.logger.error("GC task %s is %s, but the ledger did not take it: %s", started.task_id,
+                                     status.state, exc)
+            return status
+
+        run.freeze.gc_started(started, stop)
+        run.row_id = row_id
+        run.summary.gc.task_id = started.task_id
+
     if run.adopted is not None:
-        started, row_id = adopt_gc(config, ledger, run.run_id, driver, run.adopted.task_id)
+        started, _ = adopt_gc(config, ledger, run.run_id, driver, run.adopted.task_id, on_started=track)
     else:
-        started, row_id = start_gc(config, ledger, run.run_id, driver)
-
-    def stop():
-        status = driver.cancel(started.task_id)
-        if status is not None:
-            try:
-                record_gc_status(ledger, row_id, status)
-            except Exception as exc:
-                run.logger.error("GC task %s is %s, but the ledger did not take it: %s", started.task_id,
-                                 status.state, exc)
-        return status
-
-    run.freeze.gc_started(started, stop)
-    run.row_id = row_id
-    run.summary.gc.task_id = started.task_id
+        run.lease.confirm("the start of GC")
+        started, _ = start_gc(config, ledger, run.run_id, driver, on_started=track)
     run.journal.update_run(gc_started_at=started.created or datetime.now(timezone.utc))
 
 

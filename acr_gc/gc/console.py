@@ -56,10 +56,11 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 from prefect.input import RunInput
 
-from acr_gc.cloud.acr import GcStatus
 from acr_gc.cloud.clients import acr_client
 from acr_gc.cloud.errors import NotFound
 from acr_gc.config import Config
+from acr_gc.gc.driver import GcStatus
+from acr_gc.reports.artifacts import artifact_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -144,11 +145,6 @@ def whitelist_variable_name(instance_id: str) -> str:
     """
     name = "acr_gc_gc_enabled_" + _sanitised(instance_id, "a-z0-9_-", "_")
     return name[:255]
-
-
-def artifact_key(kind: str, instance_id: str) -> str:
-    """A stable artifact key per instance: lower-case letters, digits and dashes only."""
-    return f"acr-gc-{kind}-" + _sanitised(instance_id, "a-z0-9-", "-")
 
 
 # --------------------------------------------------------------------------- Prefect plumbing
@@ -306,8 +302,9 @@ class ConsoleGcDriver:
             return None
         return self._progress(self._started.task_id)
 
-    def start(self) -> GcStatus:
-        """Pause until the operator says the console task was started; then RUNNING, 0 %."""
+    def start(self, client_token: str | None = None) -> GcStatus:
+        """Pause until the operator says the console task was started; then RUNNING, 0 %.
+        (The console takes no client token: the pause itself makes the start happen once.)"""
         if self._started is not None:  # already started by this driver: attach, never ask twice
             return self.status(self._started.task_id)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
-
-from acr_gc.cloud.acr import GcStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -12,6 +12,26 @@ if TYPE_CHECKING:
     from acr_gc.config import Config
 
 TERMINAL_STATES = frozenset({"SUCCESS", "FAILED", "CANCELED"})
+
+
+@dataclass(frozen=True)
+class GcStatus:
+    """A GC task as the port reports it, whichever adapter runs it."""
+
+    task_id: str
+    state: str  # PENDING | RUNNING | SUCCESS | FAILED | CANCELED
+    progress: int
+    tags_deleted: int
+    objects_deleted: int
+    bytes_deleted: int
+    created: datetime | None = None
+    finished: datetime | None = None
+    tags_planned: int | None = None
+    error: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("PENDING", "RUNNING")
 
 
 class GcDriver(Protocol):
@@ -25,8 +45,10 @@ class GcDriver(Protocol):
     def active_task(self) -> GcStatus | None:
         """The instance's PENDING or RUNNING task, if any: a re-run attaches to it."""
 
-    def start(self) -> GcStatus:
-        """Start a task, or attach to the active one; never a second concurrent task."""
+    def start(self, client_token: str | None = None) -> GcStatus:
+        """Start a task, or attach to the active one; never a second concurrent task.
+        ``client_token`` (the ledger's intent row carries it) makes a repeated start answer
+        the task the first one started, where the adapter's API can."""
 
     def status(self, task_id: str) -> GcStatus: ...
 

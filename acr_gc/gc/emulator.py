@@ -7,10 +7,10 @@ signing, rate limit and retries as the public actions.
 
 from __future__ import annotations
 
-from acr_gc.cloud.acr import GcStatus
 from acr_gc.cloud.clients import acr_client
 from acr_gc.cloud.errors import CloudError
 from acr_gc.config import Config
+from acr_gc.gc.driver import GcStatus
 
 
 CREATE_ATTEMPTS = 3  # CreateGarbageCollectionTask after an ambiguous failure that started nothing
@@ -28,13 +28,13 @@ class EmulatorGcDriver:
     def active_task(self) -> GcStatus | None:
         return next((task for task in self._acr.gc_list() if task.active), None)
 
-    def start(self) -> GcStatus:
+    def start(self, client_token: str | None = None) -> GcStatus:
         active = self.active_task()
         if active is not None:
             return active
         for attempt in range(1, CREATE_ATTEMPTS + 1):
             try:
-                task_id = self._acr.gc_create()
+                task_id = self._acr.gc_create(client_token)
             except CloudError as exc:
                 # Refused because one is running (a race with another run), or the outcome is
                 # unknown (the connection dropped after sending): either way, look before failing.

@@ -84,6 +84,8 @@ class GcTask(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)
     instance_id: Mapped[str] = mapped_column(String(128), index=True)
     driver: Mapped[str] = mapped_column(String(16))
+    # written with the intent, handed to the driver's start: names the task this row started
+    client_token: Mapped[str | None] = mapped_column(String(64), default=None)
     task_id: Mapped[str | None] = mapped_column(String(128), default=None)
     # intent (recorded before start) → then the driver's state
     state: Mapped[str] = mapped_column(String(16), default="intent")

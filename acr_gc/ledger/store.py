@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -124,14 +124,33 @@ def _create_tables(engine) -> None:
         for attempt in range(3):
             try:
                 Base.metadata.create_all(engine)
+                _add_new_columns(engine)
                 return
             except OperationalError as exc:
-                if "already exists" not in str(exc.orig) or attempt == 2:
+                if not any(m in str(exc.orig) for m in ("already exists", "duplicate column")) or attempt == 2:
                     raise
             except DatabaseError:
                 if attempt == 2:
                     raise
             time.sleep(0.2 * (attempt + 1))
+
+
+def _add_new_columns(engine) -> None:
+    """A ledger made by an earlier acr-gc lacks the nullable columns added since (e.g.
+    ``gc_tasks.client_token``): ``create_all`` makes only missing tables, so they are added
+    here. Only nullable columns are ever added to existing tables, so old rows stay valid."""
+    existing = inspect(engine)
+    missing = [(table, column) for table in Base.metadata.sorted_tables if existing.has_table(table.name)
+               for column in table.columns
+               if column.name not in {c["name"] for c in existing.get_columns(table.name)}]
+    if not missing:
+        return
+    with engine.begin() as connection:
+        for table, column in missing:
+            if not column.nullable:
+                raise RuntimeError(f"ledger table {table.name} lacks the required column {column.name}")
+            kind = column.type.compile(dialect=engine.dialect)
+            connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}'))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

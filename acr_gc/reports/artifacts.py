@@ -18,6 +18,7 @@ writes the files and nothing else.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import re
 from pathlib import Path
@@ -28,9 +29,13 @@ log = logging.getLogger(__name__)
 
 
 def artifact_key(kind: str, instance_id: str) -> str:
-    """``acr-gc-<kind>-<instance>``: lowercase letters, digits and single dashes."""
-    slug = re.sub(r"[^a-z0-9]+", "-", f"acr-gc-{kind}-{instance_id}".lower()).strip("-")
-    return slug
+    """``acr-gc-<kind>-<instance>``, the one key of every artifact acr-gc makes: lowercase
+    letters, digits and dashes, as Prefect requires. An instance id that had to be changed
+    to fit gets a short hash of the original, so two ids never share a key's history."""
+    clean = re.sub(r"[^a-z0-9-]", "-", instance_id.lower())
+    if clean != instance_id:
+        clean = f"{clean}-{hashlib.sha256(instance_id.encode()).hexdigest()[:8]}"
+    return f"acr-gc-{kind}-{clean}"
 
 
 def in_prefect_run() -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import typer
 
-from acr_gc.tasks.planning import PlanResult
+from acr_gc.rules.plan_result import PlanResult
 
 MAX_LISTED = 50
 

@@ -20,10 +20,10 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from acr_gc.cloud.acr import GcStatus
 from acr_gc.cloud.clients import oss_client
 from acr_gc.cloud.errors import CloudError
 from acr_gc.config import Config
+from acr_gc.gc.driver import GcStatus
 from acr_gc.ledger import Freeze, GcTask, Ledger
 from acr_gc.ledger.store import LedgerUnavailable
 from acr_gc.rules.freeze import (
@@ -227,8 +227,9 @@ class FrozenBucket:
     """What the body of :func:`bucket_frozen` tells the freeze about GC, and the one place
     that decides when the freeze comes off."""
 
-    def __init__(self, config: Config, ledger: Ledger, on_release: Callable[[bool | str], None]):
-        self.config, self.ledger, self.on_release = config, ledger, on_release
+    def __init__(self, config: Config, ledger: Ledger, on_release: Callable[[bool | str], None],
+                 confirm: Callable[[str], None] = lambda before: None):
+        self.config, self.ledger, self.on_release, self.confirm = config, ledger, on_release, confirm
         self.task_id: str | None = None
         self.status: GcStatus | None = None  # the task's latest status
         self._stop: Callable[[], GcStatus | None] | None = None
@@ -265,6 +266,8 @@ class FrozenBucket:
                       self.task_id, self.status.state if self.status else "unknown")
             self.on_release(False)
             return False
+        if not self._still_ours(f"the thaw of bucket {self.config.target.bucket}"):
+            return False
         try:
             report = thaw_bucket(self.config, self.ledger)
         except (CloudError, LedgerUnavailable) as exc:
@@ -275,8 +278,29 @@ class FrozenBucket:
         self.on_release(report.freeze_restored)
         return True
 
+    def _still_ours(self, change: str) -> bool:
+        """Whether this run still holds the instance (``confirm``); when another run took it
+        over, the freeze and any GC task are that run's now: left as they are. A ledger
+        that cannot be read does not stop the way out (cancelling our GC, thawing): nobody
+        can take the instance over through a ledger nobody reaches, and the bucket is the
+        truth the thaw works from."""
+        from acr_gc.ledger.instance_lock import LeaseLost
+
+        try:
+            self.confirm(change)
+        except LeaseLost as exc:
+            log.error("%s; bucket %s is left as it is for that run", exc, self.config.target.bucket)
+            self._done = True
+            self.on_release(False)
+            return False
+        except Exception as exc:
+            log.warning("could not confirm the instance lock before %s (%s): going on", change, exc)
+        return True
+
     def _stop_gc(self) -> None:
         """The run is ending while its GC task runs: cancel it, and see where it stands."""
+        if not self._still_ours(f"cancelling GC task {self.task_id}"):
+            return
         try:
             status = self._stop() if self._stop is not None else None
         except Exception as exc:  # the bucket then stays frozen: GC may still run
@@ -288,7 +312,8 @@ class FrozenBucket:
 
 @contextmanager
 def bucket_frozen(config: Config, ledger: Ledger, run_id: str, *, needed: bool = True,
-                  on_release: Callable[[bool | str], None] = lambda restored: None) -> Iterator[FrozenBucket]:
+                  on_release: Callable[[bool | str], None] = lambda restored: None,
+                  confirm: Callable[[str], None] = lambda before: None) -> Iterator[FrozenBucket]:
     """The freeze, owned by one construct (DESIGN section 5).
 
     On entry the intent goes to the ledger and the Deny onto the bucket (``needed`` False:
@@ -297,10 +322,13 @@ def bucket_frozen(config: Config, ledger: Ledger, run_id: str, *, needed: bool =
     is still running is cancelled first, and the bucket is thawed only when that task is
     confirmed ended (or was never started). While GC may still run it stays frozen: the
     run says so, and ``acr-gc sample`` or ``acr-gc thaw`` thaws once the task has ended.
+    ``confirm(change)`` runs before each change (the instance lease): a run taken over by
+    another changes nothing more.
     """
     if needed:
+        confirm(f"the freeze of bucket {config.target.bucket}")
         freeze_bucket(config, ledger, run_id)
-    frozen = FrozenBucket(config, ledger, on_release)
+    frozen = FrozenBucket(config, ledger, on_release, confirm)
     try:
         yield frozen
     except BaseException:

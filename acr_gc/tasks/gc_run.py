@@ -8,6 +8,7 @@ watch loop there, so ``bucket_frozen`` cancels the task and thaws once it has en
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,25 +32,36 @@ class GcOutcome:
     cancelled_by_flow: bool = False
 
 
-def start_gc(config: Config, ledger: Ledger, run_id: str, driver: GcDriver) -> tuple[GcStatus, int]:
-    """Start (or attach to) the instance's GC task; the intent is in the ledger first."""
+Started = Callable[[GcStatus, int], None]
+
+
+def start_gc(config: Config, ledger: Ledger, run_id: str, driver: GcDriver,
+             on_started: Started = lambda status, row_id: None) -> tuple[GcStatus, int]:
+    """Start (or attach to) the instance's GC task; the intent is in the ledger first,
+    with a client token the driver starts the task with (a repeated start answers that
+    task). ``on_started(status, row_id)`` hears of the running task before the ledger is
+    written again: if that write fails, the task is already watched (cancelled, and the
+    bucket kept frozen until it has ended), never left running unseen."""
     with ledger.session() as session:
         row = GcTask(
             run_id=run_id,
             instance_id=config.target.instance_id,
             driver=driver.name,
+            client_token=secrets.token_hex(16),
             state="intent",
             created_at=datetime.now(timezone.utc),
         )
         session.add(row)
         session.flush()
-        row_id = row.id
-    status = driver.start()
+        row_id, client_token = row.id, row.client_token
+    status = driver.start(client_token)
+    on_started(status, row_id)
     _record(ledger, row_id, status)
     return status, row_id
 
 
-def adopt_gc(config: Config, ledger: Ledger, run_id: str, driver: GcDriver, task_id: str) -> tuple[GcStatus, int]:
+def adopt_gc(config: Config, ledger: Ledger, run_id: str, driver: GcDriver, task_id: str,
+             on_started: Started = lambda status, row_id: None) -> tuple[GcStatus, int]:
     """Take over a killed run's GC task: recorded under this run, watched, never started again."""
     status = driver.status(task_id)
     with ledger.session() as session:
@@ -64,6 +76,7 @@ def adopt_gc(config: Config, ledger: Ledger, run_id: str, driver: GcDriver, task
         session.add(row)
         session.flush()
         row_id = row.id
+    on_started(status, row_id)
     _record(ledger, row_id, status)
     return status, row_id
 

@@ -495,3 +495,33 @@ def test_chain_sees_environment_keys_set_after_the_library_was_imported(monkeypa
     resolved = resolve(target)
     assert resolved.check() == "AKIDSETLATER2"
     assert SECRET not in repr(resolved) and SECRET not in str(resolved)
+
+
+@pytest.mark.parametrize(("endpoint", "protocol", "path_style"), [
+    ("127.0.0.1:9101", "HTTP", True),
+    ("127.8.9.10:9101", "HTTP", True),  # all of 127.0.0.0/8 is this machine
+    ("localhost:9101", "HTTP", True),
+    ("[::1]:9101", "HTTP", True),
+    ("10.0.0.5:9101", "HTTPS", True),  # an IP across a network: signed requests never in plain HTTP
+    ("192.0.2.2", "HTTPS", True),
+    ("[fd00::2]:443", "HTTPS", True),
+    ("cr.cn-hangzhou.aliyuncs.com", "HTTPS", False),
+])
+def test_plain_http_only_for_loopback_endpoints(endpoint, protocol, path_style):
+    creds = from_keys("AK", SECRET)
+    t = Target(instance_id="cri-x", bucket="b", acr_endpoint=endpoint, oss_endpoint=endpoint)
+    acr, oss = AcrClient(t, credentials=creds), OssClient(t, credentials=creds)
+    # what the vendor SDK clients were configured with: the scheme they dial
+    assert (acr._sdk()._protocol, oss._sdk()._protocol) == (protocol, protocol)
+    assert oss.path_style is path_style  # an IP cannot carry a bucket subdomain: path-style, over HTTPS too
+
+
+def test_an_explicit_http_scheme_to_a_remote_endpoint_is_refused():
+    creds = from_keys("AK", SECRET)
+    for endpoint in ("http://10.0.0.5:9101", "http://cr.cn-hangzhou.aliyuncs.com"):
+        t = Target.model_construct(instance_id="cri-x", bucket="b", region="cn-hangzhou", acr_endpoint=endpoint,
+                                   oss_endpoint=endpoint, credentials="chain")
+        with pytest.raises(ValueError, match="plain HTTP is used only for a loopback endpoint"):
+            AcrClient(t, credentials=creds)
+        with pytest.raises(ValueError, match="plain HTTP is used only for a loopback endpoint"):
+            OssClient(t, credentials=creds)

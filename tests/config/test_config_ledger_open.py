@@ -45,3 +45,32 @@ def test_a_ledger_made_before_the_approvals_table_gains_it_and_keeps_its_rows(tm
     with ledger.session() as session:
         assert session.get(Approval, "old-run").answered_by == "alice"
     ledger.dispose()
+
+
+def test_a_ledger_made_before_gc_tasks_had_a_client_token_gains_the_column(tmp_path):
+    """Ledgers outlive upgrades: a gc_tasks table without ``client_token`` (as made by the
+    acr-gc before it) gets the column on open, its rows kept."""
+    import sqlite3
+    from datetime import datetime, timezone
+
+    from acr_gc.ledger import GcTask, Ledger, Run
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Ledger(url).dispose()
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        db.execute("ALTER TABLE gc_tasks DROP COLUMN client_token")
+        db.execute("INSERT INTO runs (run_id, instance_id, bucket, region, state, started_at, out_dir, "
+                   "price_per_gb_month, currency, charts, savings_recorded) VALUES ('r1', 'cri-x', 'b', 'cn-hangzhou', "
+                   "'FAILED', '2026-01-01 00:00:00', 'out', 0, 'CNY', 0, 0)")
+        db.execute("INSERT INTO gc_tasks (run_id, instance_id, driver, task_id, state, tags_deleted, objects_deleted, "
+                   "bytes_deleted, created_at) VALUES ('r1', 'cri-x', 'emulator', 'gct-1', 'SUCCESS', 3, 4, 5, "
+                   "'2026-01-01 00:00:00')")
+        assert "client_token" not in {row[1] for row in db.execute("PRAGMA table_info(gc_tasks)")}
+    ledger = Ledger(url)
+    with ledger.session() as session:
+        old = session.get(GcTask, 1)
+        assert (old.task_id, old.client_token, session.get(Run, "r1").state) == ("gct-1", None, "FAILED")
+        session.add(GcTask(run_id="r1", instance_id="cri-x", driver="emulator", client_token="t" * 32,
+                           state="intent", created_at=datetime.now(timezone.utc)))
+    with ledger.session() as session:
+        assert session.get(GcTask, 2).client_token == "t" * 32

@@ -42,9 +42,10 @@ def test_prefect_yaml_deploys_every_deployment_onto_the_process_pool(monthly_run
     assert pool.type == "process"
     assert {f"{flows[d.flow_id]}/{name}" for name, d in deployments.items()} == {
         "reclaim-storage/monthly", "sample-storage/daily-sampler", "reclaim-fleet/fleet"}
+    # module entrypoints (issue 14 item 4): the worker imports the installed package's flow
     assert {d.entrypoint for d in deployments.values()} == {
-        "acr_gc/flows/reclaim.py:reclaim_storage", "acr_gc/flows/sample.py:sample_storage",
-        "acr_gc/flows/fleet.py:reclaim_fleet"}
+        "acr_gc.flows.reclaim.reclaim_storage", "acr_gc.flows.sample.sample_storage",
+        "acr_gc.flows.fleet.reclaim_fleet"}
     for name, deployment in deployments.items():
         assert deployment.work_pool_name == "acr-gc", name
         # the pull step resolved {{ $PWD }} to the folder `prefect deploy` ran in

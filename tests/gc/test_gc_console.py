@@ -41,9 +41,9 @@ from acr_gc.gc.console import (
     ConsoleGcDriver,
     ConsoleGcError,
     GcNotStarted,
-    artifact_key,
     whitelist_variable_name,
 )
+from acr_gc.reports.artifacts import artifact_key
 
 INSTANCE = "cri-console-a"
 OTHER = "cri-console-b"

@@ -63,7 +63,8 @@ def _task_runs_and_artifacts(flow_run_id):
 def test_task_runs_per_batch_not_per_tag(prefect_api_url, generated_emulator, tmp_path, monkeypatch, tags_per_repo):
     from acr_gc.cloud import credentials
     from acr_gc.flows.plan import plan_instance
-    from acr_gc.tasks.planning import REPOS_PER_BATCH, artifact_key
+    from acr_gc.reports.artifacts import artifact_key
+    from acr_gc.tasks.planning import REPOS_PER_BATCH
 
     emu = generated_emulator
     dataset = generate(repos=REPOS, tags_per_repo=tags_per_repo, seed=3)

@@ -183,6 +183,20 @@ def test_a_ledger_url_with_a_password_is_never_echoed(tmp_path):
     assert "ledger.url" in message and "hunter2" not in message, message
 
 
+def test_a_ledger_url_with_a_password_is_refused_saying_to_use_pgpassword(tmp_path):
+    """The config is the flow's parameter: a password in it would be stored and shown by
+    Prefect. Refused by the loader, and by the CLI with exit 2 and one line."""
+    url = "postgresql+psycopg://ops:hunter2@db-host:5432/ledger"
+    path = _write(tmp_path, _with("ledger.url", url))
+    message = _refusal(path)
+    assert message.startswith(f"config {path}: ledger.url: holds a password"), message
+    assert "PGPASSWORD or ~/.pgpass" in message and "hunter2" not in message, message
+    assert load_config(_write(tmp_path, _with("ledger.url", "postgresql+psycopg://ops@db-host:5432/ledger"), "good.yaml"))
+    done = run_cli(["plan", "--config", str(path)], cli_env(None))
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [f"acr-gc: {message}"], done.stderr
+    assert "hunter2" not in done.stdout + done.stderr
+
+
 def test_out_dir_that_is_a_file_or_lies_under_one(tmp_path):
     """A file where the report folder should go would fail the run after it changed the
     bucket (the report is written last); it is refused up front instead."""

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -88,11 +90,22 @@ time.sleep(600)
 """
 
 
-def test_a_live_holder_refuses_and_a_killed_one_is_taken_over(tmp_path):
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    child = subprocess.Popen([sys.executable, "-c", HOLD_SCRIPT, url], stdout=subprocess.PIPE, text=True)
+@contextmanager
+def holder_process(script: str, url: str) -> Iterator[subprocess.Popen]:
+    """A child process that took the lock of cri-x in the ledger at ``url`` (``script``
+    prints "held" once it has); killed on the way out."""
+    child = subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "held"
+        yield child
+    finally:
+        child.kill()
+        child.wait(10)
+
+
+def test_a_live_holder_refuses_and_a_killed_one_is_taken_over(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with holder_process(HOLD_SCRIPT, url) as child:
         ledger = Ledger(url)
         with pytest.raises(lock.InstanceBusy, match=rf"run run-child \(pid {child.pid} on "):
             lock.acquire(ledger, "cri-x", "run-me")
@@ -103,9 +116,6 @@ def test_a_live_holder_refuses_and_a_killed_one_is_taken_over(tmp_path):
         lease = lock.acquire(ledger, "cri-x", "run-me")
         assert lease.took_over is not None and lease.took_over.run_id == "run-child"
         lease.release()
-    finally:
-        child.kill()
-        child.wait(10)
 
 
 def _plant(ledger: Ledger, host: str, age: timedelta) -> None:
@@ -163,5 +173,63 @@ def test_the_lease_beats_while_held_and_notices_when_it_was_taken(tmp_path, monk
         time.sleep(0.1)
     assert lease.lost
     lease.release()  # must not delete the new holder's row
+    with ledger.session() as session:
+        assert session.get(InstanceLock, "cri-x").token == "someone-else"
+
+
+# A holder on a host whose clock is 10 minutes behind: everything that process reads from
+# its own clock (datetime.now, time.time) is shifted, and it claims another host's name,
+# so only its heartbeat can tell whether it is alive. It heartbeats every 0.3 s.
+SKEWED_HOLDER = """
+import datetime as _dt, socket, sys, time
+SKEW = _dt.timedelta(minutes=-10)
+class _SkewedDatetime(_dt.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return _dt.datetime.fromtimestamp(_real_time() + SKEW.total_seconds(), tz)
+    @classmethod
+    def utcnow(cls):
+        return cls.now(_dt.timezone.utc).replace(tzinfo=None)
+_real_time = time.time
+time.time = lambda: _real_time() + SKEW.total_seconds()
+_dt.datetime = _SkewedDatetime
+socket.gethostname = lambda: "host-10-minutes-behind"
+from acr_gc.ledger import Ledger
+from acr_gc.ledger import instance_lock as lock
+lock.HEARTBEAT_EVERY = _dt.timedelta(seconds=0.3)
+lease = lock.acquire(Ledger(sys.argv[1]), "cri-x", "run-skewed")
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_holder_whose_clock_is_10_minutes_behind_is_not_taken_over_while_it_heartbeats(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with holder_process(SKEWED_HOLDER, url):
+        ledger = Ledger(url)
+        deadline = time.monotonic() + 3  # ten heartbeats of the skewed holder
+        while time.monotonic() < deadline:
+            with pytest.raises(lock.InstanceBusy, match=r"run run-skewed \(pid \d+ on host-10-minutes-behind"):
+                lock.acquire(ledger, "cri-x", "run-me")
+            assert lock.live_holder(ledger, "cri-x").run_id == "run-skewed"
+            time.sleep(0.2)
+        with ledger.session() as session:  # the holder's times are the database's, not its own clock's
+            row = session.get(InstanceLock, "cri-x")
+            for written in (row.acquired_at, row.heartbeat_at):
+                assert abs(written - datetime.now(timezone.utc)) < timedelta(seconds=30), written
+
+
+def test_confirm_renews_while_held_and_refuses_once_the_lease_was_taken(tmp_path):
+    ledger = _ledger(tmp_path)
+    lease = lock.acquire(ledger, "cri-x", "run-me")
+    try:
+        lease.confirm("the freeze")  # still ours: no error
+        with ledger.session() as session:  # judged dead and taken over by another run
+            session.get(InstanceLock, "cri-x").token = "someone-else"
+        with pytest.raises(lock.LeaseLost, match="stopped before the start of GC"):
+            lease.confirm("the start of GC")
+        assert lease.lost
+    finally:
+        lease.release()
     with ledger.session() as session:
         assert session.get(InstanceLock, "cri-x").token == "someone-else"
