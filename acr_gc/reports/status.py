@@ -23,7 +23,7 @@ from acr_gc.cloud.errors import CloudError
 from acr_gc.ledger import Ledger, Run
 from acr_gc.ledger.instance_lock import live_holder
 from acr_gc.rules.figures import SAVINGS_COLUMNS
-from acr_gc.tasks.freeze import outstanding_freezes
+from acr_gc.ledger.freezes import outstanding_freezes
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from acr_gc.cloud.errors import CloudError
 from acr_gc.config import Config
 from acr_gc.gc.driver import GcStatus
 from acr_gc.ledger import Freeze, GcTask, Ledger
+from acr_gc.ledger.freezes import OUTSTANDING, outstanding_freezes
 from acr_gc.ledger.store import LedgerUnavailable
 from acr_gc.rules.freeze import (
     apply_freeze,
@@ -36,19 +37,6 @@ from acr_gc.rules.freeze import (
 )
 
 log = logging.getLogger(__name__)
-
-OUTSTANDING = ("intent", "applied")
-
-
-def outstanding_freezes(ledger: Ledger, bucket: str) -> list[Freeze]:
-    """Freezes of ``bucket`` not yet undone, oldest first."""
-    with ledger.session() as session:
-        return list(
-            session.scalars(
-                select(Freeze).where(Freeze.bucket == bucket, Freeze.status.in_(OUTSTANDING)).order_by(Freeze.id)
-            )
-        )
-
 
 def freeze_bucket(config: Config, ledger: Ledger, run_id: str) -> Freeze:
     """Deny object writes and deletes on the bucket; reuse a freeze already recorded.

@@ -12,7 +12,7 @@ def test_many_runs_opening_a_new_ledger_together(tmp_path):
     with ThreadPoolExecutor(max_workers=8) as pool:
         ledgers = list(pool.map(lambda _: Ledger(url), range(16)))
     assert set(inspect(ledgers[0].engine).get_table_names()) == {"runs", "freezes", "gc_tasks", "samples", "run_plans", "instance_locks",
-                                                                    "manifest_cache", "approvals"}
+                                                                    "manifest_cache", "approvals", "run_rules"}
     for ledger in ledgers:
         ledger.dispose()
 
