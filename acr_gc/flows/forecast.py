@@ -27,9 +27,9 @@ from acr_gc.rules.forecast import closure_rows, forecast
 from acr_gc.rules.whatif import keep_variant, older_than
 from acr_gc.tasks import inventory as inv
 from acr_gc.tasks.forecast import ManifestGraph, read_manifests
-from acr_gc.tasks.planning import _table, take_inventory
+from acr_gc.tasks.planning import _table, planned_readings, take_inventory
 
-COLUMNS = ["variant", "keep", "tags_deleted", "bytes_freed", "saving_per_month", "unregenerable_tags",
+COLUMNS = ["variant", "keep", "tags_deleted", "bytes_freed", "bytes_freed_max", "saving_per_month", "unregenerable_tags",
            "is_upper_bound"]
 
 
@@ -84,8 +84,9 @@ def forecast_variants(config: Config, keeps: list[int] | None = None, older_than
     variants += [(name, None, frame) for name, frame in (rule_sets or {}).items()]
     now = datetime.now(timezone.utc)
     planned = []
+    readings = planned_readings(config)  # the plan's own: conservative gives certain … possible
     for name, _, frame in variants:
-        p = rules.plan(tags, frame)
+        p = rules.plan(tags, frame, readings=readings)
         planned.append(older_than(p, older_than_days, now) if older_than_days is not None else p)
     replicas, builds = regeneration_sources(config, inventory, planned)
     manifest = rules.load_manifest(config.policy.regeneration_manifest) if config.policy.regeneration_manifest else None
@@ -93,13 +94,15 @@ def forecast_variants(config: Config, keeps: list[int] | None = None, older_than
     rows = []
     for (name, keep, _), p in zip(variants, planned):
         label = name if older_than_days is None else f"{name}, older than {older_than_days:g} days"
-        outcome = forecast(p, graph.manifests, p["expired"].to_numpy(dtype=bool), rows_cache)
+        certain = (p["certainty"] == rules.CERTAIN).to_numpy(dtype=bool)
+        outcome = forecast(p, graph.manifests, certain, rows_cache)
+        outcome_max = forecast(p, graph.manifests, p["expired"].to_numpy(dtype=bool), rows_cache)
         verdicts = rules.regenerability(p, replicas, builds, manifest, config.policy.allow_unregenerable)
         unregenerable = int((verdicts["expired"] & (verdicts["regenerable_by"] == "none")).sum())
-        rows.append({"variant": label, "keep": keep, "tags_deleted": outcome.tags_deleted,
-                     "bytes_freed": outcome.bytes,
+        rows.append({"variant": label, "keep": keep, "tags_deleted": outcome_max.tags_deleted,
+                     "bytes_freed": outcome.bytes, "bytes_freed_max": outcome_max.bytes,
                      "saving_per_month": monthly_saving(outcome.bytes, config.report.price_per_gb_month),
-                     "unregenerable_tags": unregenerable, "is_upper_bound": outcome.is_upper_bound})
+                     "unregenerable_tags": unregenerable, "is_upper_bound": outcome_max.is_upper_bound})
     table = pd.DataFrame(rows, columns=COLUMNS).astype({"keep": "Int64"})
     folder = files.run_dir(config.report.out_dir, config.target.instance_id, run_id)
     files.write_csv(table, folder / "forecast.csv")

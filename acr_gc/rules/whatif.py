@@ -46,4 +46,7 @@ def rules_frame(rows: list[dict], prefix: str) -> pd.DataFrame:
 def older_than(planned: pd.DataFrame, days: float, now: datetime) -> pd.DataFrame:
     """Only the expired tags not updated for ``days`` days stay expired."""
     cutoff = pd.Timestamp(now - timedelta(days=days))
-    return planned.assign(expired=planned["expired"] & (planned["updated"] < cutoff))
+    expired = planned["expired"] & (planned["updated"] < cutoff)
+    if "certainty" not in planned:
+        return planned.assign(expired=expired)
+    return planned.assign(expired=expired, certainty=planned["certainty"].where(expired, ""))

@@ -63,6 +63,7 @@ def test_forecast_command_rows_equal_full_plans(emulator, prefect_api_url, tmp_p
         plan = plan_instance(config).result
         assert plan.expected.is_upper_bound is False
         assert int(row["bytes_freed"]) == plan.summary["bytes_expected"], row["variant"]
+        assert int(row["bytes_freed_max"]) == plan.summary["bytes_expected_max"], row["variant"]
         assert int(row["tags_deleted"]) == plan.summary["tags_expired"], row["variant"]
         assert int(row["unregenerable_tags"]) == plan.summary["tags_unregenerable"], row["variant"]
     # a stricter rule never frees less
