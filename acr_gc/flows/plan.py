@@ -44,8 +44,9 @@ def check_bucket_release(config: Config) -> tuple[Window, str | None]:
 @flow(name="plan-instance", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=False)
 def plan_instance(config: Config, run_id: str | None = None) -> PlanOutcome:
     run_id = run_id or files.new_run_id()
+    release = check_bucket_release.submit(config)  # beside the plan: it needs only the bucket
     result = plan_instance_steps(config)
-    window, bucket_blocked = check_bucket_release(config)
+    window, bucket_blocked = release.result()
     folder = files.run_dir(config.report.out_dir, config.target.instance_id, run_id)
     files.write_plan_csv(result.verdicts, folder)
     files.write_unreadable_manifests(result.verdicts, result.unreadable, folder)

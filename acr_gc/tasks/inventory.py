@@ -19,8 +19,9 @@ exceeds the quota, it only hides latency.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,29 +177,72 @@ def fetch_replica_tags(
     retain it under every one of ``readings`` (None: all eight): a copy the target's next
     GC may delete is no copy.
     """
-    rows: list[tuple] = []
-    repo_ids: dict[tuple[str, str], dict[str, str]] = {}  # (target instance, namespace) -> name -> id
-    target_rules: dict[str, pd.DataFrame] = {}
-    for rule in acr.list_sync_rules():
-        source = (rule.local_namespace, rule.local_repo)
-        if source not in repos or not rule.target_instance_id or rule.target_instance_id == acr.instance_id:
-            continue
-        target_acr = client_for_instance(rule.target_instance_id, rule.target_region)
-        key = (rule.target_instance_id, rule.target_namespace)
-        if key not in repo_ids:
-            repo_ids[key] = {r.name: r.repo_id for r in target_acr.list_repositories(namespace=rule.target_namespace)}
-        target_name = rule.target_repo or rule.local_repo
-        target_repo_id = repo_ids[key].get(target_name)
-        if target_repo_id is None:
-            continue
-        if rule.target_instance_id not in target_rules:
-            target_rules[rule.target_instance_id] = fetch_rules(target_acr)
-        held = fetch_tags(target_acr, pd.DataFrame([(rule.target_namespace, target_name, target_repo_id)],
-                                                   columns=REPOSITORY_COLUMNS), 1)
-        kept = retention.plan(held, target_rules[rule.target_instance_id], readings=readings)
-        for t in kept[~kept["expired"]].itertuples(index=False):
-            rows.append((source[0], source[1], t.tag, t.digest, rule.target_instance_id))
-    return pd.DataFrame(rows, columns=REPLICA_COLUMNS).drop_duplicates(ignore_index=True)
+    reader = ReplicaReader(acr, client_for_instance, readings)
+    return reader.frame([reader.read(repos)])
+
+
+class ReplicaReader:
+    """:func:`fetch_replica_tags` in parts: one reader serves several sets of repositories
+    (the plan's tag batches, read as each completes) and still makes each listing once —
+    the sync rules, a target namespace's repositories, a target instance's lifecycle rules
+    — so the calls are those of one :func:`fetch_replica_tags` over their union. Thread-safe:
+    the batches read at the same time."""
+
+    def __init__(
+        self,
+        acr: AcrClient,
+        client_for_instance: Callable[[str, str | None], AcrClient],
+        readings: tuple[retention.Reading, ...] | None = (retention.DEFAULT_READING,),
+    ) -> None:
+        self.acr, self.client_for_instance, self.readings = acr, client_for_instance, readings
+        self._lock = threading.Lock()
+        self._once: dict[Hashable, Future] = {}
+
+    def _once_for(self, key: Hashable, read: Callable[[], Any]) -> Any:
+        """``read()`` the first time ``key`` is asked for; later askers wait for that answer."""
+        with self._lock:
+            future = self._once.get(key)
+            owner = future is None
+            if owner:
+                future = self._once[key] = Future()
+        if owner:
+            try:
+                future.set_result(read())
+            except BaseException as error:
+                future.set_exception(error)
+        return future.result()
+
+    def read(self, repos: set[tuple[str, str]]) -> list[tuple]:
+        """Rows for ``repos``, each led by its sync rule's position in the listing (for
+        :meth:`frame`'s order)."""
+        rows: list[tuple] = []
+        sync_rules = self._once_for("sync-rules", lambda: list(self.acr.list_sync_rules()))
+        for position, rule in enumerate(sync_rules):
+            source = (rule.local_namespace, rule.local_repo)
+            if source not in repos or not rule.target_instance_id or rule.target_instance_id == self.acr.instance_id:
+                continue
+            target_acr = self.client_for_instance(rule.target_instance_id, rule.target_region)
+            repo_ids = self._once_for(
+                ("repositories", rule.target_instance_id, rule.target_namespace),
+                lambda: {r.name: r.repo_id for r in target_acr.list_repositories(namespace=rule.target_namespace)},
+            )
+            target_name = rule.target_repo or rule.local_repo
+            target_repo_id = repo_ids.get(target_name)
+            if target_repo_id is None:
+                continue
+            target_rules = self._once_for(("rules", rule.target_instance_id), lambda: fetch_rules(target_acr))
+            held = fetch_tags(target_acr, pd.DataFrame([(rule.target_namespace, target_name, target_repo_id)],
+                                                       columns=REPOSITORY_COLUMNS), 1)
+            kept = retention.plan(held, target_rules, readings=self.readings)
+            for t in kept[~kept["expired"]].itertuples(index=False):
+                rows.append((position, source[0], source[1], t.tag, t.digest, rule.target_instance_id))
+        return rows
+
+    @staticmethod
+    def frame(parts: Iterable[list[tuple]]) -> pd.DataFrame:
+        """The replica frame from :meth:`read`'s parts, in sync-rule order as one read makes it."""
+        rows = sorted((row for part in parts for row in part), key=lambda row: row[0])
+        return pd.DataFrame([row[1:] for row in rows], columns=REPLICA_COLUMNS).drop_duplicates(ignore_index=True)
 
 
 def fetch_build_rules(acr: AcrClient, repositories: pd.DataFrame, concurrency: int) -> pd.DataFrame:

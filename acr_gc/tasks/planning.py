@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pandas as pd
 from prefect import get_run_logger, task, unmapped
@@ -16,6 +18,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
+from prefect.futures import PrefectFuture, as_completed
+from prefect.utilities.annotations import quote
 
 from acr_gc import rules
 from acr_gc.cloud.clients import acr_client, oss_client
@@ -86,8 +90,20 @@ class _Counter:
             self.bar.update(self.done)
 
 
-def take_inventory(config: Config) -> inv.Inventory:
-    """Run the inventory tasks: rules and charts beside the repository listing, then the
+@dataclass
+class PendingInventory:
+    """The inventory's task runs, submitted and still running: the gate's reads can start on
+    each tag batch as it completes (:func:`read_gate_inputs`) while the others are listed."""
+
+    repositories: pd.DataFrame
+    rules: PrefectFuture
+    charts: PrefectFuture
+    tag_batches: list[PrefectFuture]
+    bar: object  # the seat's inventory progress bar (repositories listed), closed on collect
+
+
+def submit_inventory(config: Config) -> PendingInventory:
+    """Submit the inventory tasks: rules and charts beside the repository listing, then the
     tags in batches of ``REPOS_PER_BATCH`` repositories, all batches submitted at once."""
     rules_future = list_rules.submit(config)
     charts_future = list_charts.submit(config)
@@ -95,13 +111,18 @@ def take_inventory(config: Config) -> inv.Inventory:
     batches = inv.batches(repositories, REPOS_PER_BATCH)
     bar = seat().progress("inventory", total=len(repositories), unit="repositories listed")
     listed = _Counter(bar)
+    tag_futures = list(list_tags.map(unmapped(config), batches, unmapped(listed.one_more))) if batches else []
+    return PendingInventory(repositories, rules_future, charts_future, tag_futures, bar)
+
+
+def collect_inventory(config: Config, pending: PendingInventory) -> inv.Inventory:
+    """Wait for the inventory's task runs; leave its table artifact."""
     try:
-        tag_frames = ([f.result() for f in list_tags.map(unmapped(config), batches, unmapped(listed.one_more))]
-                      if batches else [])
+        tag_frames = [f.result() for f in pending.tag_batches]
     finally:
-        bar.close()
+        pending.bar.close()
     tags = pd.concat(tag_frames, ignore_index=True) if tag_frames else inv.tags_frame([])
-    inventory = inv.Inventory(repositories, tags, rules_future.result(), charts_future.result())
+    inventory = inv.Inventory(pending.repositories, tags, pending.rules.result(), pending.charts.result())
     per_namespace = (
         tags.groupby("namespace")
         .agg(repositories=("repo_id", "nunique"), tags=("tag", "size"), image_bytes=("image_size", "sum"))
@@ -109,6 +130,11 @@ def take_inventory(config: Config) -> inv.Inventory:
     )
     _table("inventory", config, per_namespace, f"Inventory of {config.target.instance_id}")
     return inventory
+
+
+def take_inventory(config: Config) -> inv.Inventory:
+    """Run the inventory tasks (:func:`submit_inventory`) and wait for them."""
+    return collect_inventory(config, submit_inventory(config))
 
 
 # ---- plan and gate ----------------------------------------------------------------
@@ -145,38 +171,111 @@ def plan_retention(config: Config, inventory: inv.Inventory) -> pd.DataFrame:
     return rules.plan(inventory.tags, inventory.rules, readings=readings)
 
 
+def _unresolved_repos(frame: pd.DataFrame, settled: tuple[str, ...]) -> set[tuple[str, str]]:
+    """Repositories with expired tags that no verdict in ``settled`` covers."""
+    open_ = frame[frame["expired"] & ~frame["regenerable_by"].isin(settled)]
+    return set(zip(open_["namespace"], open_["repo"]))
+
+
+@dataclass
+class GateReads:
+    """The gate's reads (replica tags, build rules) and the repositories they were made for."""
+
+    need_replicas: set[tuple[str, str]]
+    replicas: pd.DataFrame | None
+    need_builds: set[tuple[str, str]]
+    build_rules: pd.DataFrame | None
+
+
+@task(name="read-gate-inputs", **NO_RETRY)
+def read_gate_inputs(config: Config, rules_future: PrefectFuture, tag_batches: list[PrefectFuture]) -> GateReads:
+    """The gate's reads, made while the inventory still lists tags (issue 16): the two share
+    the API quota as one stream instead of running one after the other.
+
+    As each tag batch completes, its repositories are planned on their own (retention is
+    per repository: the plan of a subset is that subset's rows of the whole plan) and its
+    replica tags, then build rules, are read — for exactly the repositories
+    :func:`verify_regenerable` would read them for, each listing once (a shared
+    :class:`~acr_gc.tasks.inventory.ReplicaReader`), so the calls are the same ones."""
+    if isinstance(rules_future, quote):  # passed quoted, so that Prefect does not wait for it
+        rules_future = rules_future.unquote()
+    if isinstance(tag_batches, quote):
+        tag_batches = tag_batches.unquote()
+    allow = config.policy.allow_unregenerable
+    readings = planned_readings(config)
+    acr = acr_client(config)
+    replica_reader = inv.ReplicaReader(acr, lambda instance_id, region: acr_client(config, instance_id, region),
+                                       readings=readings)
+    rule_frame = rules_future.result()
+
+    def one_batch(tags: pd.DataFrame) -> tuple[set, list[tuple], set, pd.DataFrame | None]:
+        planned = rules.plan(tags, rule_frame, readings=readings)
+        need_replicas = _unresolved_repos(rules.regenerability(planned, None, None, None, allow), ("alias",))
+        replica_rows = replica_reader.read(need_replicas) if need_replicas else []
+        replicas = inv.ReplicaReader.frame([replica_rows]) if need_replicas else None
+        need_builds = _unresolved_repos(rules.regenerability(planned, replicas, None, None, allow),
+                                        ("alias", "replica"))
+        repos = tags[["namespace", "repo", "repo_id"]].drop_duplicates()
+        build_rules = inv.fetch_build_rules(
+            acr, repos[[key in need_builds for key in zip(repos["namespace"], repos["repo"])]],
+            config.api.concurrency,
+        ) if need_builds else None
+        return need_replicas, replica_rows, need_builds, build_rules
+
+    position = {id(future): index for index, future in enumerate(tag_batches)}
+    with ThreadPoolExecutor(max_workers=max(1, len(tag_batches))) as pool:
+        pending = {position[id(done)]: pool.submit(one_batch, done.result()) for done in as_completed(tag_batches)}
+        parts = [pending[index].result() for index in sorted(pending)]  # in repository order, as one read
+    need_replicas = set().union(*(part[0] for part in parts))
+    need_builds = set().union(*(part[2] for part in parts))
+    builds = [part[3] for part in parts if part[3] is not None]
+    return GateReads(
+        need_replicas=need_replicas,
+        replicas=inv.ReplicaReader.frame(part[1] for part in parts) if need_replicas else None,
+        need_builds=need_builds,
+        build_rules=pd.concat(builds, ignore_index=True) if need_builds else None,
+    )
+
+
 @task(name="verify-regenerable", **NO_RETRY)
-def verify_regenerable(config: Config, inventory: inv.Inventory, planned: pd.DataFrame) -> PlanResult:
+def verify_regenerable(config: Config, inventory: inv.Inventory, planned: pd.DataFrame,
+                       prefetched: PrefectFuture | None = None) -> PlanResult:
     """The gate (DESIGN section 4); reads replicas and build rules only where needed.
 
     Verdicts are first-that-holds (alias, replica, build-rule, manifest), so replicas are
     read for repositories that still have expired tags without an alias, and build rules
-    for those that a replica does not fully cover.
+    for those that a replica does not fully cover. ``prefetched`` (a :func:`read_gate_inputs`
+    run, passed quoted): its reads are used where they were made for the same repositories.
     """
+    if isinstance(prefetched, quote):
+        prefetched = prefetched.unquote()
+    reads = prefetched.result() if prefetched is not None else None
     manifest = (
         rules.load_manifest(config.policy.regeneration_manifest) if config.policy.regeneration_manifest else None
     )
     allow = config.policy.allow_unregenerable
     acr = acr_client(config)
 
-    def unresolved_repos(frame: pd.DataFrame, settled: tuple[str, ...]) -> set[tuple[str, str]]:
-        open_ = frame[frame["expired"] & ~frame["regenerable_by"].isin(settled)]
-        return set(zip(open_["namespace"], open_["repo"]))
-
     verdicts = rules.regenerability(planned, None, None, None, allow)
-    need_replicas = unresolved_repos(verdicts, ("alias",))
-    replicas = inv.fetch_replica_tags(
-        acr, need_replicas, lambda instance_id, region: acr_client(config, instance_id, region),
-        readings=planned_readings(config),
-    ) if need_replicas else None
+    need_replicas = _unresolved_repos(verdicts, ("alias",))
+    if reads is not None and reads.need_replicas == need_replicas:
+        replicas = reads.replicas
+    else:
+        replicas = inv.fetch_replica_tags(
+            acr, need_replicas, lambda instance_id, region: acr_client(config, instance_id, region),
+            readings=planned_readings(config),
+        ) if need_replicas else None
     verdicts = rules.regenerability(planned, replicas, None, None, allow)
-    need_builds = unresolved_repos(verdicts, ("alias", "replica"))
+    need_builds = _unresolved_repos(verdicts, ("alias", "replica"))
     repos = inventory.repositories
-    build_rules = inv.fetch_build_rules(
-        acr,
-        repos[[key in need_builds for key in zip(repos["namespace"], repos["repo"])]],
-        config.api.concurrency,
-    ) if need_builds else None
+    if reads is not None and reads.need_builds == need_builds:
+        build_rules = reads.build_rules
+    else:
+        build_rules = inv.fetch_build_rules(
+            acr,
+            repos[[key in need_builds for key in zip(repos["namespace"], repos["repo"])]],
+            config.api.concurrency,
+        ) if need_builds else None
     verdicts = rules.regenerability(planned, replicas, build_rules, manifest, allow)
     certain_only = planned.assign(expired=planned["certainty"] == rules.CERTAIN)
     result = PlanResult(
@@ -206,9 +305,11 @@ def bucket_size(config: Config) -> int:
 def plan_instance_steps(config: Config) -> PlanResult:
     """Inventory → plan → gate, as tasks of the calling flow."""
     size_future = bucket_size.submit(config)
-    inventory = take_inventory(config)
+    pending = submit_inventory(config)
+    reads = read_gate_inputs.submit(config, quote(pending.rules), quote(pending.tag_batches))
+    inventory = collect_inventory(config, pending)
     planned = plan_retention(config, inventory)
-    result = verify_regenerable(config, inventory, planned)
+    result = verify_regenerable(config, inventory, planned, quote(reads))
     result.bucket_bytes = size_future.result()
     if config.target.registry_endpoint:
         apply_forecast(config, inventory, planned, result)

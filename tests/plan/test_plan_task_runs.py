@@ -21,7 +21,9 @@ REPOS = 250
 # verify-regenerable; then one list-tags run per batch of repositories.
 # issue 12: the plan checks the bucket's release window too (check-bucket-release)
 FIXED_STEPS = {"list-repositories", "list-lifecycle-rules", "list-charts", "bucket-size", "plan-retention", "verify-regenerable",
-               "check-bucket-release"}
+               "check-bucket-release",
+               # issue 16: the gate's reads start on each tag batch as it completes (one step)
+               "read-gate-inputs"}
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,7 @@ def test_task_runs_per_batch_not_per_tag(prefect_api_url, generated_emulator, tm
     batches = math.ceil(REPOS / REPOS_PER_BATCH)
     assert batches == 3  # 250 repositories, 100 per batch
     assert names == Counter({**{step: 1 for step in FIXED_STEPS}, "list-tags": batches}), names
-    assert len(runs) == len(FIXED_STEPS) + batches  # 9 task runs for 2,000 or 500 tags
+    assert len(runs) == len(FIXED_STEPS) + batches  # 11 task runs for 2,000 or 500 tags
     assert all(run.state.is_completed() for run in runs)
 
     tables = {a.key: a for a in artifacts if a.type == "table"}

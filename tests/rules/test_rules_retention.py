@@ -324,3 +324,25 @@ def test_repo_scope_without_repo_name_covers_every_repository_of_the_namespace()
         "a/y:t1": (False, "r"), "a/y:t2": (True, ""), "a/y:t3": (True, ""),
         "b/z:t1": (False, "no-rule"), "b/z:t2": (False, "no-rule"), "b/z:t3": (False, "no-rule"),
     }
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(repositories, st.lists(rule, max_size=5), st.data())
+def test_plan_of_a_subset_of_repositories_is_that_subset_of_the_whole_plan(repos, raw_rules, data):
+    """Retention is per repository (issue 16): the plan step plans each tag batch as it
+    arrives, so planning any subset of repositories must give exactly their rows of the
+    plan of all, under one reading and under all eight."""
+    tag_rows = [(ns, repo, tag, day) for (ns, repo), items in repos.items() for tag, day in items]
+    rule_rows = [
+        (f"r{i}", scope, None if scope == "INSTANCE" else ns, repo if scope == "REPO" and repo != "*" else None,
+         count, regexp, enabled)
+        for i, (scope, ns, repo, count, regexp, enabled) in enumerate(raw_rules)
+    ]
+    tags, rules = make_tags(tag_rows), make_rules(rule_rows)
+    chosen = data.draw(st.sets(st.sampled_from(sorted(repos)))) if repos else set()
+    subset = tags[pd.Series([key in chosen for key in zip(tags["namespace"], tags["repo"])], index=tags.index,
+                            dtype=bool)]
+    for readings in ((Reading("each-rule", "count-among-matching", "partial"),), None):
+        whole = plan(tags, rules, readings=readings)
+        part = plan(subset, rules, readings=readings)
+        pd.testing.assert_frame_equal(part, whole.loc[subset.index])
