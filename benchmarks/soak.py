@@ -118,6 +118,12 @@ def run_config(emu, folder: Path, day_seconds: float) -> dict:
                    "acr_endpoint": emu.acr_endpoint, "oss_endpoint": emu.oss_endpoint, "credentials": "chain"},
         # the generated datasets' pushing principal, named as an operator should (not "*")
         "freeze": {"principals": [CREDENTIALS[1]["principal"]]},
+        # The soak is about faults, not semantics: the plan is pinned to the emulator's
+        # default reading (so deleted_tags.csv is exactly what GC deletes), and small generated
+        # instances may lose more than 90 % of their tags (the blast radius has its own tests).
+        "policy": {"max_delete_share": 1.0,
+                   "semantics": {"combination": "any-retains", "count_regexp": "count-or-match",
+                                 "regexp_match": "full"}},
         "gc": {"driver": "emulator", "timeout": 300, "poll_interval": 0.2, "on_timeout": "cancel"},
         "sampling": {"mode": "inline", "interval": 86400, "day_length": day_seconds},
         "report": {"out_dir": str(folder)},

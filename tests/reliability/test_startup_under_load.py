@@ -28,7 +28,8 @@ from acr_gc.demo import demo_config, demo_credentials
 from acr_gc.emulator.dataset import BUNDLED_DEMO
 from acr_gc.emulator.process import EmulatorProcess
 
-pytestmark = pytest.mark.slow
+# 30 commands beside two CPU hogs: minutes, more on a machine busy with other work too
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 10  # of each command: the demos in two lanes of five
