@@ -19,10 +19,8 @@ Dataset, worked by hand (instance ``cri-console-a`` in ``cn-shanghai``; tags one
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import re
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -44,6 +42,7 @@ from acr_gc.gc.console import (
     whitelist_variable_name,
 )
 from acr_gc.reports.artifacts import artifact_key
+from flow_thread_kit import FlowInThread
 
 INSTANCE = "cri-console-a"
 OTHER = "cri-console-b"
@@ -166,55 +165,6 @@ def _flows():
 
 
 DRIVE, START_ONLY, CANCEL_ONLY = _flows()
-
-
-class FlowInThread:
-    """One flow run in a background thread, carrying the test's Prefect settings context."""
-
-    def __init__(self, flow, name: str, **parameters):
-        self.name = name
-        self.state = None
-        self.error: BaseException | None = None
-        context = contextvars.copy_context()
-        self.thread = threading.Thread(target=context.run, args=(self._run, flow, parameters), daemon=True)
-        self.thread.start()
-
-    def _run(self, flow, parameters):
-        try:
-            self.state = flow.with_options(flow_run_name=self.name)(**parameters, return_state=True)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
-
-    def flow_run(self):
-        from prefect import get_client
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-
-        with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[self.name])))
-        return runs[0] if runs else None
-
-    def wait_paused(self, pause_key: str, timeout: float = 30.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.flow_run()
-            if run is not None and run.state is not None and run.state.is_paused():
-                assert run.state.state_details.pause_key == pause_key, run.state.state_details
-                return run
-            if not self.thread.is_alive():
-                raise AssertionError(f"flow ended before pausing for {pause_key}: {self.state} {self.error!r}")
-            time.sleep(0.05)
-        raise AssertionError(f"flow run {self.name} did not pause for {pause_key} within {timeout} s")
-
-    def resume(self, run_input: dict) -> None:
-        from prefect.flow_runs import resume_flow_run
-
-        resume_flow_run(self.flow_run().id, run_input=run_input)
-
-    def join(self, timeout: float = 60.0):
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), f"flow run {self.name} still running after {timeout} s"
-        assert self.error is None, repr(self.error)
-        return self.state
 
 
 def run_name(tag: str) -> str:

@@ -21,12 +21,11 @@ the 3 newest, a build rule ``*`` on a bound source. The gated plan expires s1 an
 
 from __future__ import annotations
 
-import contextvars
-import threading
 import time
 
 import pytest
 
+from flow_thread_kit import InThread
 from pipeline_support import (
     CLOCK,
     GITHUB,
@@ -91,28 +90,6 @@ def _change_registry(emu, instance_id: str, change) -> None:
     emu.restore(doc)
 
 
-class FlowInThread:
-    """``run_flow`` on its own thread (with the test's Prefect context), so the test can act meanwhile."""
-
-    def __init__(self, config: dict, monkeypatch):
-        self.result = self.error = None
-        context = contextvars.copy_context()
-        self.thread = threading.Thread(target=context.run, args=(self._run, config, monkeypatch), daemon=True)
-        self.thread.start()
-
-    def _run(self, config, monkeypatch) -> None:
-        try:
-            self.result = run_flow(config, monkeypatch)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
-
-    def join(self, timeout: float = 180.0):
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the run did not end"
-        assert self.error is None, repr(self.error)
-        return self.result
-
-
 def _assert_aborted_before_gc(emu, config, state, folder, before: dict, instance_id: str, named: set[str]):
     assert state.is_failed(), state.message
     summary = summary_of(folder)
@@ -138,7 +115,7 @@ def test_a_tag_pushed_between_plan_and_gc_start_aborts_the_run_before_gc(emulato
     before = emulator.truth()
     config = config_dict((emulator.acr_endpoint, emulator.oss_endpoint), tmp_path, instance_id, BUCKET)
     emulator.set_faults(hold={"action": "PutBucketPolicy", "skip": 0})  # park the run at the freeze
-    run = FlowInThread(config, monkeypatch)
+    run = InThread(lambda: run_flow(config, monkeypatch))
     _wait("the freeze to be held", lambda: emulator.set_faults()["held"] >= 1, alive=run.thread.is_alive)
 
     def push_s6(inst):  # `docker tag svc:s5 svc:s6 && docker push`: the newest tag, s5's image
@@ -166,7 +143,7 @@ def test_a_rule_changed_during_a_console_pause_aborts_the_run_before_the_person_
     before = emulator.truth()
     config = config_dict((emulator.acr_endpoint, emulator.oss_endpoint), tmp_path, instance_id, BUCKET,
                          gc={"driver": "console", "timeout": 120, "poll_interval": 0.2, "on_timeout": "cancel"})
-    run = FlowInThread(config, monkeypatch)
+    run = InThread(lambda: run_flow(config, monkeypatch))
 
     def paused_run():
         ids = _flow_run_ids(config) if (tmp_path / "ledger.db").exists() else []
@@ -227,7 +204,7 @@ def test_an_auto_rule_running_before_gc_is_named_in_the_report(emulator, prefect
     before = emulator.truth()
     config = config_dict((emulator.acr_endpoint, emulator.oss_endpoint), tmp_path, instance_id, BUCKET)
     emulator.set_faults(hold={"action": "PutBucketPolicy", "skip": 0})
-    run = FlowInThread(config, monkeypatch)
+    run = InThread(lambda: run_flow(config, monkeypatch))
     _wait("the freeze to be held", lambda: emulator.set_faults()["held"] >= 1, alive=run.thread.is_alive)
     emulator.advance_clock(0.1)  # 2.4 h: the first Auto rule is due and runs by itself
     assert _tags(before, instance_id) - _tags(emulator.truth(), instance_id) == GATED
