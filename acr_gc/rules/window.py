@@ -128,44 +128,37 @@ class BucketRule:
         """A BucketRule from an adapter ``LifecycleRule`` (or anything with the same
         attributes), a mapping with those keys, or a BucketRule.
 
-        A mapping without ``status`` counts as Enabled: the emulator's dataset format has
-        no status field and its emulated OSS reports every rule as Enabled. An object
-        (the adapter's rule) must carry its status; an empty one is not Enabled.
+        A mapping (the dataset's rule) without ``status`` counts as Enabled, as OSS's
+        default; an object (the adapter's rule) must carry its status: an empty one is not
+        Enabled.
         """
         if isinstance(rule, BucketRule):
             return rule
-        if isinstance(rule, Mapping):
+        if isinstance(rule, Mapping):  # the dataset's shape: tags as {key, value}, one `not`
             get = rule.get
-            status = get("status", "Enabled")
             not_ = get("not") or {}
-            return cls(
-                id=str(get("id", "") or ""),
-                prefix=str(get("prefix", "") or ""),
-                status=str(status or ""),
-                expiration_days=_days(get("expiration_days"), "expiration_days"),
-                noncurrent_days=_days(get("noncurrent_days"), "noncurrent_days"),
-                tags=_tag_pairs(get("tags")),
-                nots=((str(not_.get("prefix") or ""), _tag_pairs(not_.get("tags"))),) if not_ else (),
-                object_size_greater_than=get("object_size_greater_than"),
-                object_size_less_than=get("object_size_less_than"),
-                created_before_date=None if get("created_before_date") is None else str(get("created_before_date")),
-            )
-        else:
+            status = get("status", "Enabled")
+            tags = _tag_pairs(get("tags"))
+            nots = ((str(not_.get("prefix") or ""), _tag_pairs(not_.get("tags"))),) if not_ else ()
+            created = None if get("created_before_date") is None else str(get("created_before_date"))
+        else:  # the adapter's rule: pairs already, any number of Not filters
             def get(name, default=None):
                 return getattr(rule, name, default)
 
             status = get("status", "")
+            tags, nots = tuple(get("tags", ()) or ()), tuple(get("nots", ()) or ())
+            created = get("created_before_date")
         return cls(
             id=str(get("id", "") or ""),
             prefix=str(get("prefix", "") or ""),
             status=str(status or ""),
             expiration_days=_days(get("expiration_days"), "expiration_days"),
             noncurrent_days=_days(get("noncurrent_days"), "noncurrent_days"),
-            tags=tuple(get("tags", ()) or ()),
-            nots=tuple(get("nots", ()) or ()),
+            tags=tags,
+            nots=nots,
             object_size_greater_than=get("object_size_greater_than"),
             object_size_less_than=get("object_size_less_than"),
-            created_before_date=get("created_before_date"),
+            created_before_date=created,
         )
 
 
