@@ -26,7 +26,14 @@ from pipeline.pipeline_support import OPS_AK, OPS_SECRET, cli_env, run_cli
 
 GOOD = {"target": {"instance_id": "cri-cfg", "bucket": "cri-cfg-storage"},
         "freeze": {"principals": ["acs:ram::1234567890:user/ci-pusher"]}}
-MISSING = object()  # the key is removed instead of set
+class _Missing:
+    """The key is removed instead of set (a stable repr: test ids must match across workers)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING = _Missing()
 
 
 def _with(path: str, value) -> dict:
