@@ -366,9 +366,10 @@ def test_shared_rate_limiter_holds_the_process_to_qps_across_threads(server):
     assert elapsed >= (n - qps) / qps * 0.95, elapsed
     assert len(server.requests) == n
     stamps = sorted(r["t"] for r in server.requests)
-    # no window of 0.75 s (less than the limiter's 1 s: a request let through early can reach
-    # the server late on a loaded machine — 0.9 s once saw 21 in CI) holds more than qps
-    worst = max(sum(1 for t in stamps if s0 <= t < s0 + 0.75) for s0 in stamps)
+    # no window of 0.5 s (half the limiter's 1 s: a request let through early can reach the
+    # server late on a loaded machine — 0.9 s once saw 21 in CI, 0.75 s at load 16) holds
+    # more than qps
+    worst = max(sum(1 for t in stamps if s0 <= t < s0 + 0.5) for s0 in stamps)
     assert worst <= qps, worst
     assert elapsed < 10
 

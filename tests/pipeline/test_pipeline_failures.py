@@ -235,8 +235,12 @@ def test_gc_timeout(emu, prefect_api_url, tmp_path, monkeypatch, on_timeout, tas
 
     truth = emu.truth()
     [task] = truth["instances"]["cri-frz"]["gc_tasks"]
-    assert task["state"] == task_state
-    assert 0 < task["tags_deleted"] < 30
+    if on_timeout == "cancel":
+        assert task["state"] == task_state
+        assert 0 < task["tags_deleted"] < 30
+    else:  # the task goes on after the run: on a busy machine it may have ended since
+        assert task["state"] in ("RUNNING", "SUCCESS"), task
+    assert 0 < summary_of(folder)["gc"]["tags_deleted"] < 30  # what the run saw at its timeout
     assert state.is_failed(), state
     assert _prefect_state(config, folder.name).is_failed()
     summary = summary_of(folder)

@@ -35,6 +35,7 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 from darabonba.runtime import ExtendsParameters, RuntimeOptions
 
 from acr_gc.cloud.acr import AcrClient
+from acr_gc.cloud.credentials import reset_chain
 from acr_gc.cloud.errors import ClockSkew
 from acr_gc.cloud.oss import OssClient
 from acr_gc.config import Config
@@ -127,6 +128,7 @@ def config_for(emu, tmp_path: Path) -> dict:
 def test_acr_gc_adapters_say_clock_skew_in_one_line_naming_the_call(cloud, tmp_path, monkeypatch):
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", AK)
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
+    reset_chain()  # the chain caches the first keys it found: another test's, in a shared process
     config = Config.model_validate(config_for(cloud, tmp_path))
     acr, oss = AcrClient(config.target, config.api), OssClient(config.target, config.api)
 
