@@ -151,10 +151,9 @@ _server: TemporaryServer | None = None
 
 def use_prefect_api() -> None:
     """Point this process (and its children) at a Prefect API, starting a temporary server
-    when there is none. Returns at once: the server's start-up overlaps the command's own
+    when there is none (after :func:`quiet_defaults`, which the CLI sets for every command). Returns at once: the server's start-up overlaps the command's own
     work, and :func:`wait_for_prefect_api` waits for it before the first flow call."""
     global _server
-    quiet_defaults()
     if os.environ.get("PREFECT_API_URL") or _server is not None:
         return
     host = os.environ.get("PREFECT_SERVER_API_HOST", "127.0.0.1")
