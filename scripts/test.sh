@@ -22,4 +22,12 @@ if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && ! { command -v pg_ct
     echo "PostgreSQL is missing: install Debian's postgresql package (the tests/postgres tests need it)" >&2
   fi
 fi
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# The suite waits on servers (emulator, Prefect, PostgreSQL) far more than it computes, so it
+# runs on ACR_GC_TEST_WORKERS worker processes (default 4, pytest-xdist), one test file per
+# worker at a time (--dist loadfile keeps a file's module fixtures in one process).
+# ACR_GC_TEST_WORKERS=0 runs it in this process.
+workers=${ACR_GC_TEST_WORKERS:-4}
+if [ "$workers" = "0" ]; then
+  exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+fi
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile "$@"
