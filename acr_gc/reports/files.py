@@ -43,10 +43,20 @@ def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     for column in out.columns:
         if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
             values = out[column]
-            risky = values.map(lambda v: isinstance(v, str) and v.startswith(_NEUTRALISED_PREFIXES))
+            risky = _starts_like_formula(values)
             if risky.any():
                 out.loc[risky, column] = "'" + values[risky]
     return out
+
+
+def _starts_like_formula(values: pd.Series) -> pd.Series:
+    """Which cells are text starting with a risky prefix. Vectorised where the column holds
+    only text (plan.csv has 60,000 rows × 5 text columns on a large instance); cell by cell
+    when it mixes text with other values."""
+    try:
+        return values.str.startswith(_NEUTRALISED_PREFIXES, na=False).astype(bool)
+    except (AttributeError, TypeError):
+        return values.map(lambda v: isinstance(v, str) and v.startswith(_NEUTRALISED_PREFIXES)).astype(bool)
 
 
 def csv_text(frame: pd.DataFrame, header: bool = True) -> str:
