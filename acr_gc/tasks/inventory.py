@@ -82,8 +82,12 @@ def complete_listing(pages: Callable[[], Iterable[Page]], key: Callable[[Any], H
     )
 
 
-def fetch_repositories(acr: AcrClient) -> pd.DataFrame:
-    listed = complete_listing(acr.iter_repository_pages, lambda r: r.repo_id, "ListRepository")
+def fetch_repositories(acr: AcrClient, concurrency: int = 1) -> pd.DataFrame:
+    """Every image repository. The tag listing waits for this one, so its pages after the
+    first are requested ``concurrency`` at a time (6 pages for 600 repositories: two round
+    trips instead of six before the quota is in use)."""
+    listed = complete_listing(lambda: acr.iter_repository_pages(parallel=concurrency), lambda r: r.repo_id,
+                              "ListRepository")
     rows = [(r.namespace, r.name, r.repo_id) for r in listed]
     return pd.DataFrame(rows, columns=REPOSITORY_COLUMNS)
 

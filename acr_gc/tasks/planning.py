@@ -59,7 +59,7 @@ def _table(kind: str, config: Config, frame: pd.DataFrame, description: str) -> 
 
 @task(name="list-repositories", **NO_RETRY)
 def list_repositories(config: Config) -> pd.DataFrame:
-    return inv.fetch_repositories(acr_client(config))
+    return inv.fetch_repositories(acr_client(config), config.api.concurrency)
 
 
 @task(name="list-tags", **NO_RETRY)

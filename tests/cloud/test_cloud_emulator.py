@@ -149,6 +149,35 @@ def test_repository_paging_over_many_pages(fresh):
     assert {r.name for r in acr.list_repositories("bulk")} == {r.split("/")[1] for r in ds.EXTRA_REPOS}
 
 
+def test_repository_pages_after_the_first_are_requested_together(fresh):
+    """Issue 16: the tag listing waits for the repository listing, so with ``parallel`` its
+    pages after the first are in flight at once. Seen at the emulator: with ListRepository
+    held after one request, sequential paging has one request held at a time, parallel
+    paging has every remaining page held together. Same pages, same items as one by one."""
+    import threading
+
+    acr, _ = clients(fresh)
+    total = len(ds.REPO_SIZES) + len(ds.EXTRA_REPOS)
+    size = ds.SMALL_PAGE
+    pages = pages_needed(total, size)
+    expected = [r.full_name for r in acr.list_repositories(page_size=size)]  # one by one, no hold
+    fresh.set_faults(hold={"action": "ListRepository", "skip": 1})
+    found: list = []
+    before = calls.stats().attempts
+    worker = threading.Thread(target=lambda: found.extend(
+        r for page in acr.iter_repository_pages(page_size=size, parallel=pages) for r in page.items))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while fresh.set_faults()["held"] < pages - 1:
+        assert worker.is_alive() and time.monotonic() < deadline, fresh.set_faults()
+        time.sleep(0.05)
+    fresh.set_faults(hold=None)
+    worker.join(60)
+    assert not worker.is_alive()
+    assert calls.stats().attempts - before == pages
+    assert [r.full_name for r in found] == expected and len(expected) == total
+
+
 # ---------------------------------------------------------------- OSS
 
 
