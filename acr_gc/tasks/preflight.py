@@ -8,7 +8,7 @@ the inventory and long before anything could change in the cloud.
 from __future__ import annotations
 
 from acr_gc import rules
-from acr_gc.cloud.clients import acr_client, oss_client
+from acr_gc.cloud.clients import CloudClients
 from acr_gc.cloud.errors import AuthError, CloudError, NotFound
 from acr_gc.config import Config
 from acr_gc.tasks import inventory as inv
@@ -18,7 +18,8 @@ class BadInput(ValueError):
     """The run cannot start; the message says what is wrong and what to do."""
 
 
-def preflight(config: Config) -> None:
+def preflight(config: Config, clients: CloudClients) -> None:
+    """Fails with :class:`BadInput`; the first calls through ``clients`` resolve its credentials."""
     policy = config.policy
     try:
         if policy.regeneration_manifest is not None:
@@ -28,7 +29,7 @@ def preflight(config: Config) -> None:
         raise BadInput(str(exc)) from None
 
     target = config.target
-    acr = acr_client(config)
+    acr = clients.acr
     try:
         acr.get_instance()
     except AuthError as exc:
@@ -38,7 +39,7 @@ def preflight(config: Config) -> None:
             f"instance {target.instance_id} not found in region {target.region}: check target.instance_id"
         ) from None
     try:
-        oss_client(config).bucket_info()
+        clients.oss.bucket_info()
     except AuthError as exc:
         raise BadInput(f"credentials rejected by OSS ({exc.code}): check target.credentials") from None
     except NotFound:
