@@ -10,6 +10,7 @@ flow's start, and handed to the steps.
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -78,11 +79,8 @@ def _chart(table: pd.DataFrame, currency: str, path: Path) -> None:
 def forecast_variants(config: Config, keeps: list[int] | None = None, older_than_days: float | None = None,
                       rule_sets: dict[str, pd.DataFrame] | None = None, run_id: str | None = None) -> ForecastOutcome:
     run_id = run_id or files.new_run_id()
-    clients = CloudClients.from_config(config)  # once per run; never a parameter (not serialisable)
-    try:
+    with closing(CloudClients.from_config(config)) as clients:  # once per run; never a parameter
         return _forecast(config, clients, keeps, older_than_days, rule_sets, run_id)
-    finally:
-        clients.close()
 
 
 def _forecast(config: Config, clients: CloudClients, keeps: list[int] | None, older_than_days: float | None,

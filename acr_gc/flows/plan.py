@@ -8,6 +8,7 @@ adapters are built once, at the flow's start, and handed to the steps.
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,13 +48,10 @@ def check_bucket_release(config: Config, oss: OssClient) -> tuple[Window, str | 
 @flow(name="plan-instance", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=False)
 def plan_instance(config: Config, run_id: str | None = None) -> PlanOutcome:
     run_id = run_id or files.new_run_id()
-    clients = CloudClients.from_config(config)  # once per run; never a parameter (not serialisable)
-    try:
+    with closing(CloudClients.from_config(config)) as clients:  # once per run; never a parameter
         release = check_bucket_release.submit(config, clients.oss)  # beside the plan: it needs only the bucket
         result = plan_instance_steps(config, clients)
         window, bucket_blocked = release.result()
-    finally:
-        clients.close()
     folder = files.run_dir(config.report.out_dir, config.target.instance_id, run_id)
     files.write_plan_csv(result.verdicts, folder)
     files.write_unreadable_manifests(result.verdicts, result.unreadable, folder)

@@ -15,7 +15,7 @@ and each step is handed the one it uses.
 import json
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -144,18 +144,11 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         journal.finish("BLOCKED", str(exc))
         notify.send(config, "BLOCKED", journal.summary.model_dump(mode="json"), journal.folder, str(exc))
         return Failed(message=f"BLOCKED: {exc}", data=journal.summary.model_dump(mode="json"))
-    with lease, _closing(clients):
+    with lease, closing(clients):
         inherited = take_over_dead_runs(ledger, config.target.instance_id, run_id,
                                         active_task=lambda: make_driver(config, clients.acr).active_task())
         return _reclaim(_Run(config, clients, ledger, run_id, lease, inherited, logger))
 
-
-@contextmanager
-def _closing(clients: CloudClients) -> Iterator[CloudClients]:
-    try:
-        yield clients
-    finally:
-        clients.close()
 
 
 @dataclass
