@@ -277,11 +277,17 @@ def _ledger_or_exit(config):
 
 
 def _preflight_or_exit(config) -> None:
+    """The input checks before a flow starts; the flow builds its own clients (a flow run's
+    parameters must serialise), so this command's are used for the checks alone."""
+    from contextlib import closing
+
+    from acr_gc.cloud.clients import CloudClients
     from acr_gc.cloud.errors import CloudError
     from acr_gc.tasks.preflight import BadInput, preflight
 
     try:
-        preflight(config)
+        with closing(CloudClients.from_config(config)) as clients:
+            preflight(config, clients)
     except BadInput as exc:
         fail(str(exc))
     except CloudError as exc:
@@ -393,6 +399,7 @@ def thaw_command(
     while a live run holds the instance or GC may still run — writers would race the
     sweep — unless --force."""
     config = _load(config_path)
+    from acr_gc.cloud.clients import CloudClients
     from acr_gc.cloud.errors import CloudError
     from acr_gc.ledger.instance_lock import live_holder
     from acr_gc.tasks.freeze import gc_may_run, thaw_bucket
@@ -402,12 +409,13 @@ def thaw_command(
     if holder is not None and not force:
         fail(f"not thawed: run {holder.run_id} is still running (pid {holder.pid} on {holder.host}) and owns the "
              "freeze; cancel it (it thaws on its way out), or pass --force", code=3)
+    clients = CloudClients.from_config(config)
     try:
-        running = None if force else gc_may_run(config, ledger)
+        running = None if force else gc_may_run(config, ledger, clients.acr)
         if running is not None:
             fail(f"not thawed: {running}; the bucket stays frozen until it has ended — run this again then",
                  code=3)
-        report = thaw_bucket(config, ledger)
+        report = thaw_bucket(clients.oss, ledger)
     except CloudError as exc:
         fail(str(exc), code=1)
     typer.echo(f"bucket {config.target.bucket}: {report.message}")
@@ -495,6 +503,7 @@ def status_command(
 
     from pydantic import ValidationError
 
+    from acr_gc.cloud.clients import CloudClients
     from acr_gc.cloud.errors import CloudError
     from acr_gc.config import Ledger as LedgerSection
     from acr_gc.input_errors import first_problem
@@ -511,8 +520,9 @@ def status_command(
         fail(f"--ledger: {first_problem(exc, LedgerSection)}")
     try:
         ledger = Ledger(url)
-        now = cloud_now(config) if config is not None else datetime.now(timezone.utc)
-        entries = instance_status(ledger, config, now)
+        clients = CloudClients.from_config(config) if config is not None else None
+        now = cloud_now(clients.oss) if clients is not None else datetime.now(timezone.utc)
+        entries = instance_status(ledger, clients, now)
     except LedgerUnavailable as exc:
         fail(str(exc))
     except CloudError as exc:

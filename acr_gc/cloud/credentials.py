@@ -24,11 +24,11 @@ import os
 import threading
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr
 from prefect.blocks.core import Block
 
 from acr_gc.cloud.errors import AuthError, one_line, register_secret
-from acr_gc.config import Target
+from acr_gc.config import Api, Target
 
 
 class AlibabaCloudCredentials(Block):
@@ -49,6 +49,38 @@ class AlibabaCloudCredentials(Block):
     security_token: SecretStr | None = Field(
         default=None, title="Security Token", description="An STS security token, for temporary credentials."
     )
+    # get_client's cache: adapters built from this Block (never saved with it)
+    _clients: dict = PrivateAttr(default_factory=dict)
+    _client_lock: Any = PrivateAttr(default_factory=threading.RLock)
+    _resolved: Any = PrivateAttr(default=None)
+
+    def get_client(self, client_type: str, target: Target, api: Api | None = None) -> Any:
+        """The ``acr``, ``oss`` or ``registry`` adapter for ``target``, built with these
+        credentials once per (client type, target, api) and cached on this Block — the shape
+        of prefect-aws's ``AwsCredentials.get_client(client_type)``. All of them share one
+        credentials client, so a loaded Block is read and turned into credentials once."""
+        from acr_gc.cloud.acr import AcrClient
+        from acr_gc.cloud.oss import OssClient
+        from acr_gc.cloud.registry import RegistryClient
+
+        api = api or Api()
+        key = (client_type, target.model_dump_json(), api.model_dump_json())
+        with self._client_lock:
+            client = self._clients.get(key)
+            if client is not None:
+                return client
+            if self._resolved is None:
+                self._resolved = from_block(self, target.credentials)
+            if client_type == "acr":
+                client = AcrClient(target, api, credentials=self._resolved)
+            elif client_type == "oss":
+                client = OssClient(target, api, credentials=self._resolved)
+            elif client_type == "registry":
+                client = RegistryClient(target, api, acr=self.get_client("acr", target, api))
+            else:
+                raise ValueError(f"unknown client type {client_type!r}: acr, oss or registry")
+            self._clients[key] = client
+            return client
 
     def credential_client(self) -> Any:
         """A credentials client for the SDK Config (``credential=``)."""
@@ -189,13 +221,18 @@ def resolve(target: Target) -> ResolvedCredentials:
                                     one_line(exc)) from None
                 _chain = ResolvedCredentials(_GuardedCredential(inner, "chain"), "chain")
             return _chain
+    return from_block(load_block(source), source)
+
+
+def load_block(source: str) -> AlibabaCloudCredentials:
+    """The Block ``block:<name>`` names, read from the Prefect API (one read per call:
+    :class:`acr_gc.cloud.clients.CloudClients` calls it once per run)."""
     name = source.split(":", 1)[1]
     try:
-        block = AlibabaCloudCredentials.load(name, _sync=True)
+        return AlibabaCloudCredentials.load(name, _sync=True)
     except ValueError as exc:
         raise AuthError("credentials", "load", source, "BlockNotFound", None,
                         f"no AlibabaCloudCredentials block named {name!r}: {one_line(exc)}") from None
-    return from_block(block, source)
 
 
 def _from_environment() -> ResolvedCredentials | None:

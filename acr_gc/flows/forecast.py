@@ -4,11 +4,13 @@ One inventory, one manifest graph (the registry API through the ledger's cache),
 variant: the retention plan, the exact forecast of the bytes GC would free, the saving per
 month at the configured price and the tags no one could regenerate. Writes
 ``forecast.csv`` and ``forecast.png`` (saving against N for the ``--keep`` variants) into a
-run folder, and a table artifact on the flow run.
+run folder, and a table artifact on the flow run. The cloud adapters are built once, at the
+flow's start, and handed to the steps.
 """
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from acr_gc import rules
-from acr_gc.cloud.clients import acr_client
+from acr_gc.cloud.clients import CloudClients
 from acr_gc.config import Config
 from acr_gc.reports import files
 from acr_gc.rules.figures import GIB, monthly_saving
@@ -41,19 +43,20 @@ class ForecastOutcome:
 
 
 @task(name="regeneration-sources", cache_policy=NO_CACHE, retries=0)
-def regeneration_sources(config: Config, inventory: inv.Inventory, planned: list[pd.DataFrame]):
+def regeneration_sources(clients: CloudClients, concurrency: int, inventory: inv.Inventory,
+                         planned: list[pd.DataFrame]):
     """Replicas and build rules of every repository that loses a tag in some variant (read once)."""
-    acr = acr_client(config)
+    acr = clients.acr
     repos: set[tuple[str, str]] = set()
     for frame in planned:
         expired = frame[frame["expired"]]
         repos |= set(zip(expired["namespace"], expired["repo"]))
     if not repos:
         return None, None
-    replicas = inv.fetch_replica_tags(acr, repos, lambda i, r: acr_client(config, i, r))
+    replicas = inv.fetch_replica_tags(acr, repos, clients.acr_for)
     table = inventory.repositories
     builds = inv.fetch_build_rules(acr, table[[k in repos for k in zip(table["namespace"], table["repo"])]],
-                                   config.api.concurrency)
+                                   concurrency)
     return replicas, builds
 
 
@@ -76,9 +79,16 @@ def _chart(table: pd.DataFrame, currency: str, path: Path) -> None:
 def forecast_variants(config: Config, keeps: list[int] | None = None, older_than_days: float | None = None,
                       rule_sets: dict[str, pd.DataFrame] | None = None, run_id: str | None = None) -> ForecastOutcome:
     run_id = run_id or files.new_run_id()
-    inventory = take_inventory(config)
+    with closing(CloudClients.from_config(config)) as clients:  # once per run; never a parameter
+        return _forecast(config, clients, keeps, older_than_days, rule_sets, run_id)
+
+
+def _forecast(config: Config, clients: CloudClients, keeps: list[int] | None, older_than_days: float | None,
+              rule_sets: dict[str, pd.DataFrame] | None, run_id: str) -> ForecastOutcome:
+    inventory = take_inventory(config, clients)
     tags = inventory.tags
-    graph = read_manifests(config, tags) if config.target.registry_endpoint else ManifestGraph()
+    graph = (read_manifests(clients.registry, config.ledger.url, tags) if config.target.registry_endpoint
+             else ManifestGraph())
     variants: list[tuple[str, int | None, pd.DataFrame]] = [("current rules", None, inventory.rules)]
     variants += [(f"keep {n}", n, keep_variant(inventory.rules, n)) for n in keeps or []]
     variants += [(name, None, frame) for name, frame in (rule_sets or {}).items()]
@@ -88,7 +98,7 @@ def forecast_variants(config: Config, keeps: list[int] | None = None, older_than
     for name, _, frame in variants:
         p = rules.plan(tags, frame, readings=readings)
         planned.append(older_than(p, older_than_days, now) if older_than_days is not None else p)
-    replicas, builds = regeneration_sources(config, inventory, planned)
+    replicas, builds = regeneration_sources(clients, config.api.concurrency, inventory, planned)
     manifest = rules.load_manifest(config.policy.regeneration_manifest) if config.policy.regeneration_manifest else None
     rows_cache = closure_rows(tags["digest"], graph.manifests)
     rows = []

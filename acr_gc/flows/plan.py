@@ -2,11 +2,13 @@
 
 Inventory, retention plan, the regenerability gate and the bucket's release window (a
 bucket whose storage would never drop blocks, as it blocks a run); writes ``plan.csv``
-and a ``summary.json`` with the plan block. Changes nothing in the cloud.
+and a ``summary.json`` with the plan block. Changes nothing in the cloud. The cloud
+adapters are built once, at the flow's start, and handed to the steps.
 """
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from acr_gc.cloud.clients import CloudClients
+from acr_gc.cloud.oss import OssClient
 from acr_gc.config import Config
 from acr_gc.reports import files
 from acr_gc.reports.summary import CostSummary, PlanSummary, Summary
@@ -37,16 +41,17 @@ class PlanOutcome:
 
 
 @task(name="check-bucket-release", cache_policy=NO_CACHE)
-def check_bucket_release(config: Config) -> tuple[Window, str | None]:
-    return release_check(config)
+def check_bucket_release(config: Config, oss: OssClient) -> tuple[Window, str | None]:
+    return release_check(config, oss)
 
 
 @flow(name="plan-instance", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=False)
 def plan_instance(config: Config, run_id: str | None = None) -> PlanOutcome:
     run_id = run_id or files.new_run_id()
-    release = check_bucket_release.submit(config)  # beside the plan: it needs only the bucket
-    result = plan_instance_steps(config)
-    window, bucket_blocked = release.result()
+    with closing(CloudClients.from_config(config)) as clients:  # once per run; never a parameter
+        release = check_bucket_release.submit(config, clients.oss)  # beside the plan: it needs only the bucket
+        result = plan_instance_steps(config, clients)
+        window, bucket_blocked = release.result()
     folder = files.run_dir(config.report.out_dir, config.target.instance_id, run_id)
     files.write_plan_csv(result.verdicts, folder)
     files.write_unreadable_manifests(result.verdicts, result.unreadable, folder)

@@ -7,13 +7,15 @@ but never while GC may still run (then ``acr-gc sample`` or ``acr-gc thaw`` thaw
 has ended, as for a process that was killed). One run per instance at a time (the
 ledger's instance lock); a run that finds a killed run's GC task takes it over, with that
 run's plan, instead of starting a second one (only a task that exists: a start whose task
-never came is planned afresh).
+never came is planned afresh). The run's cloud adapters are built once, at its start
+(:class:`~acr_gc.cloud.clients.CloudClients`: one credentials resolution, one Block read),
+and each step is handed the one it uses.
 """
 
 import json
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -25,6 +27,7 @@ from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from acr_gc import notify, rules
+from acr_gc.cloud.clients import CloudClients
 from acr_gc.config import Config
 from acr_gc.flows.approval import Rejected, approve_plan
 from acr_gc.gc import TERMINAL_STATES, GcStatus, make_driver
@@ -132,6 +135,7 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
     logger = get_run_logger()
     run_id = run_id or files.new_run_id()
     ledger = Ledger(config.ledger.url)
+    clients = CloudClients.from_config(config)  # once per run; never a parameter (not serialisable)
     try:
         lease = acquire(ledger, config.target.instance_id, run_id)
     except InstanceBusy as exc:
@@ -140,10 +144,11 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         journal.finish("BLOCKED", str(exc))
         notify.send(config, "BLOCKED", journal.summary.model_dump(mode="json"), journal.folder, str(exc))
         return Failed(message=f"BLOCKED: {exc}", data=journal.summary.model_dump(mode="json"))
-    with lease:
+    with lease, closing(clients):
         inherited = take_over_dead_runs(ledger, config.target.instance_id, run_id,
-                                        active_task=lambda: make_driver(config).active_task())
-        return _reclaim(_Run(config, ledger, run_id, lease, inherited, logger))
+                                        active_task=lambda: make_driver(config, clients.acr).active_task())
+        return _reclaim(_Run(config, clients, ledger, run_id, lease, inherited, logger))
+
 
 
 @dataclass
@@ -151,6 +156,7 @@ class _Run:
     """One run's state as the steps fill it in; the steps below are its methods' bodies."""
 
     config: Config
+    clients: CloudClients  # the run's adapters, built once
     ledger: Ledger
     run_id: str
     lease: InstanceLease
@@ -195,7 +201,7 @@ def _reclaim(run: _Run) -> State:
         return _rejected(run, exc)
     with _ends_failed_or_cancelled(run):
         _prepare(run)  # plan and baseline recorded, deleted_tags.csv written: before any change
-        with bucket_frozen(config, run.ledger, run.run_id, needed=_freeze_needed(run),
+        with bucket_frozen(config, run.clients.oss, run.ledger, run.run_id, needed=_freeze_needed(run),
                            on_release=run.freeze_released, confirm=run.lease.confirm) as run.freeze:
             _recheck(run)  # rules and tags listed again: GC starts only inside the gated plan
             _start_or_adopt_gc(run)
@@ -215,10 +221,10 @@ def _reclaim(run: _Run) -> State:
 
 
 def _plan(run: _Run) -> None:
-    preflight(run.config)
+    preflight(run.config, run.clients)
     summary, inherited = run.summary, run.inherited
     if inherited is None:
-        result = plan_instance_steps(run.config)
+        result = plan_instance_steps(run.config, run.clients)
         run.verdicts = result.verdicts
         summary.plan = PlanSummary(**result.summary)
         namespaces_json, charts = result.per_namespace().to_json(orient="records"), result.charts
@@ -242,12 +248,12 @@ def _plan(run: _Run) -> None:
 def _check(run: _Run) -> None:
     if run.failed_gate is not None:
         raise CheckFailed(_gate_message(run.failed_gate))
-    run.driver = make_driver(run.config, run.expired[["namespace", "repo", "repo_id", "tag"]])
+    run.driver = make_driver(run.config, run.clients.acr, run.expired[["namespace", "repo", "repo_id", "tag"]])
     check_whitelist(run.config, run.driver)
-    run.window = check_bucket(run.config)
+    run.window = check_bucket(run.config, run.clients.oss)
     if run.inherited is not None and run.inherited.task_id:
         run.adopted = run.driver.status(run.inherited.task_id)
-    strays = stray_freezes(run.config, run.ledger)
+    strays = stray_freezes(run.clients.oss, run.ledger)
     if strays:
         raise CheckFailed(
             f"bucket {run.config.target.bucket} holds freeze statement(s) {', '.join(strays)} that no run in this "
@@ -308,7 +314,7 @@ def _recheck(run: _Run) -> None:
     gated one, or the run fails with GC never started (thawed, nothing deleted). A taken-over
     task is already running from its own plan: nothing to re-check."""
     if run.adopted is None:
-        recheck_before_gc(run.config, run.verdicts)
+        recheck_before_gc(run.config, run.clients.acr, run.verdicts)
 
 
 def _start_or_adopt_gc(run: _Run) -> None:
@@ -361,7 +367,7 @@ def _watch_gc(run: _Run) -> None:
 def _verify(run: _Run) -> Verification:
     """Deleted ⊆ plan, the window's end, and the first "after" sample."""
     summary = run.summary
-    verification = verify_deletions(run.verdicts, run.expired, _tags_now(run.config))
+    verification = verify_deletions(run.verdicts, run.expired, _tags_now(run.config, run.clients))
     summary.checks.unexpected_deletions = len(verification.unexpected)
     summary.checks.missed_deletions = len(verification.missed)
     if run.outcome.status.state == "SUCCESS" and "deleted_max" in run.verdicts:  # which readings the cloud followed
@@ -370,7 +376,7 @@ def _verify(run: _Run) -> Verification:
     summary.storage.window_end = end.strftime("%Y-%m-%dT%H:%M:%SZ") if end else None
     run.journal.update_run(window_end=end)
     run.window_end = end
-    after = sample_bucket(run.config, run.ledger, run.run_id, "after")
+    after = sample_bucket(run.clients.oss, run.ledger, run.run_id, "after")
     if after is not None:  # None: the lagging statistics predate the series' latest sample
         summary.storage.samples += 1
         summary.storage.after_bytes = after.storage_bytes
@@ -409,7 +415,8 @@ def _sample_window(run: _Run) -> None:
         run.logger.info("sampling inline until the release window closes at %s", summary.storage.window_end)
         bar = seat().progress("sampling", total=None, unit="days sampled")
         try:
-            samples = sample_until(config, run.ledger, run.run_id, run.window_end, on_sample=_days_of(run, bar))
+            samples = sample_until(config, run.clients.oss, run.ledger, run.run_id, run.window_end,
+                                   on_sample=_days_of(run, bar))
         finally:
             bar.close()
         summary.storage.samples += len(samples)
@@ -491,7 +498,7 @@ def _verify_partial(run: _Run) -> None:
     """The partial deletions of a cancelled GC, still checked against the plan."""
     summary = run.summary
     try:
-        verification = verify_deletions(run.verdicts, run.expired, _tags_now(run.config))
+        verification = verify_deletions(run.verdicts, run.expired, _tags_now(run.config, run.clients))
     except Exception as verify_error:
         run.logger.error("could not verify the partial deletions: %s", verify_error)
         return
@@ -508,7 +515,7 @@ def _baseline(run: _Run) -> Sample:
     cover this moment), or — taking over a killed run's GC — that run's."""
     config, ledger, run_id, inherited = run.config, run.ledger, run.run_id, run.inherited
     if inherited is None:
-        return baseline_sample(config, ledger, run_id)
+        return baseline_sample(config, run.clients.oss, ledger, run_id)
     kept = inherited.before
     with ledger.session() as session:
         copy = Sample(run_id=run_id, bucket=kept.bucket, taken_at=kept.taken_at, storage_bytes=kept.storage_bytes,
@@ -540,8 +547,8 @@ def _write_deleted_tags(expired: pd.DataFrame, journal: _Journal) -> None:
     files.write_csv(frame[DELETED_TAGS_COLUMNS].sort_values(["namespace", "repo", "tag"]), journal.folder / "deleted_tags.csv")
 
 
-def _tags_now(config: Config) -> pd.DataFrame:
+def _tags_now(config: Config, clients: CloudClients) -> pd.DataFrame:
     """The instance's tags after GC, read the same way as the inventory."""
-    repositories = list_repositories(config)
-    frames = [list_tags(config, batch) for batch in inv.batches(repositories, 100)]
+    repositories = list_repositories(clients.acr)
+    frames = [list_tags(clients.acr, batch, config.api.concurrency) for batch in inv.batches(repositories, 100)]
     return pd.concat(frames, ignore_index=True) if frames else inv.tags_frame([])

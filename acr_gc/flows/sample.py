@@ -6,6 +6,7 @@ finalizes a report (COMPLETE, one savings.csv row) when its window has closed. I
 thaws a freeze a run had to leave on the bucket (GC still running when it ended, a killed
 process), once the GC task is seen ended — and, with ``freeze.hold_until: window_end``,
 once no window is open any more. Running it more often than daily, or twice, is harmless.
+The cloud adapters are built once per flow run and handed to the steps.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prefect import flow, get_run_logger
 from sqlalchemy import select
 
 from acr_gc import notify
+from acr_gc.cloud.clients import CloudClients
 from acr_gc.config import Config
 from acr_gc.ledger import Ledger, Run
 from acr_gc.tasks.freeze import settle_freeze
@@ -52,9 +54,10 @@ def close_or_update(config: Config, ledger: Ledger, run_id: str) -> Path:
 def sample_storage(config: Config) -> list[str]:
     logger = get_run_logger()
     ledger = Ledger(config.ledger.url)
+    clients = CloudClients.from_config(config)  # once per run; never a parameter (not serialisable)
     folders: list[str] = []
     for run in open_windows(ledger, config):
-        sample = sample_bucket(config, ledger, run.run_id, "after")
+        sample = sample_bucket(clients.oss, ledger, run.run_id, "after")
         folder = close_or_update(config, ledger, run.run_id)
         if sample is None:
             logger.info("run %s: the bucket's statistics are not newer than its latest sample", run.run_id)
@@ -66,5 +69,5 @@ def sample_storage(config: Config) -> list[str]:
     if config.freeze.hold_until == "window_end" and open_windows(ledger, config):
         logger.info("bucket %s stays frozen until the release window closes", config.target.bucket)
     else:
-        logger.info(settle_freeze(config, ledger))
+        logger.info(settle_freeze(config, ledger, clients))
     return folders

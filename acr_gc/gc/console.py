@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 from prefect.input import RunInput
 
-from acr_gc.cloud.clients import acr_client
+from acr_gc.cloud.acr import AcrClient
 from acr_gc.cloud.errors import NotFound
 from acr_gc.config import Config
 from acr_gc.gc.driver import GcStatus
@@ -188,7 +188,7 @@ class ConsoleGcDriver:
 
     name = "console"
 
-    def __init__(self, config: Config, planned_deletions: "pd.DataFrame | None" = None):
+    def __init__(self, config: Config, acr: AcrClient, planned_deletions: "pd.DataFrame | None" = None):
         import pandas as pd
 
         self.config = config
@@ -207,7 +207,7 @@ class ConsoleGcDriver:
             str(repo_id): (f"{group['namespace'].iloc[0]}/{group['repo'].iloc[0]}", frozenset(group["tag"]))
             for repo_id, group in self.planned.groupby("repo_id", sort=True)
         }
-        self._acr = acr_client(config)
+        self._acr = acr
         self._lock = threading.Lock()
         self._gone: dict[str, set[str]] = {repo_id: set() for repo_id in self._by_repo}
         self._started: _Started | None = None

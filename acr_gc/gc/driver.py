@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from acr_gc.config import Config
+    from acr_gc.cloud.acr import AcrClient
 
 TERMINAL_STATES = frozenset({"SUCCESS", "FAILED", "CANCELED"})
 
@@ -55,13 +56,14 @@ class GcDriver(Protocol):
     def cancel(self, task_id: str) -> GcStatus | None: ...
 
 
-def make_driver(config: "Config", planned_deletions: "pd.DataFrame | None" = None) -> GcDriver:
-    """The driver the config names. ``planned_deletions`` (namespace, repo, repo_id, tag)
-    lets the console driver measure progress from the public API."""
+def make_driver(config: "Config", acr: "AcrClient", planned_deletions: "pd.DataFrame | None" = None) -> GcDriver:
+    """The driver the config names, calling ACR through ``acr`` (the run's adapter).
+    ``planned_deletions`` (namespace, repo, repo_id, tag) lets the console driver measure
+    progress from the public API."""
     if config.gc.driver == "emulator":
         from acr_gc.gc.emulator import EmulatorGcDriver
 
-        return EmulatorGcDriver(config)
+        return EmulatorGcDriver(acr)
     from acr_gc.gc.console import ConsoleGcDriver
 
-    return ConsoleGcDriver(config, planned_deletions)
+    return ConsoleGcDriver(config, acr, planned_deletions)

@@ -7,9 +7,8 @@ signing, rate limit and retries as the public actions.
 
 from __future__ import annotations
 
-from acr_gc.cloud.clients import acr_client
+from acr_gc.cloud.acr import AcrClient
 from acr_gc.cloud.errors import CloudError
-from acr_gc.config import Config
 from acr_gc.gc.driver import GcStatus
 
 
@@ -19,8 +18,8 @@ CREATE_ATTEMPTS = 3  # CreateGarbageCollectionTask after an ambiguous failure th
 class EmulatorGcDriver:
     name = "emulator"
 
-    def __init__(self, config: Config):
-        self._acr = acr_client(config)
+    def __init__(self, acr: AcrClient):
+        self._acr = acr
 
     def is_enabled(self) -> bool:
         return self._acr.gc_enablement()

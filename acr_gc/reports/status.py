@@ -57,25 +57,23 @@ def _savings(runs: list[Run], instance_id: str) -> dict:
     }
 
 
-def freeze_on_bucket(config, bucket: str) -> list[str]:
-    """Our freeze statements on ``bucket`` now, read with the config's endpoint and credentials."""
-    from acr_gc.cloud.clients import oss_client
+def freeze_on_bucket(clients, bucket: str) -> list[str]:
+    """Our freeze statements on ``bucket`` now, read with the config's endpoint and credentials
+    (``clients``: the command's :class:`~acr_gc.cloud.clients.CloudClients`)."""
     from acr_gc.rules.freeze import freeze_sids
 
-    target = config.target.model_copy(update={"bucket": bucket})
-    return freeze_sids(oss_client(config.model_copy(update={"target": target})).get_policy())
+    return freeze_sids(clients.oss_for(bucket).get_policy())
 
 
-def cloud_now(config) -> datetime:
-    """The cloud's clock (an OSS response's Date): release windows end on it."""
-    from acr_gc.cloud.clients import oss_client
-
-    return oss_client(config).bucket_stat().taken_at
+def cloud_now(oss) -> datetime:
+    """The cloud's clock (an OSS response's Date, through the adapter ``oss``): release windows end on it."""
+    return oss.bucket_stat().taken_at
 
 
-def instance_status(ledger: Ledger, config, now: datetime) -> list[dict]:
-    """One entry per instance the ledger knows, sorted by instance id; ``config`` (or
-    None) gives the cloud access to read each bucket's policy, ``now`` the cloud's clock."""
+def instance_status(ledger: Ledger, clients, now: datetime) -> list[dict]:
+    """One entry per instance the ledger knows, sorted by instance id; ``clients`` (a
+    :class:`~acr_gc.cloud.clients.CloudClients`, or None) gives the cloud access to read
+    each bucket's policy, ``now`` the cloud's clock."""
     with ledger.session() as session:
         runs = list(session.scalars(select(Run).order_by(Run.started_at, Run.run_id)))
     by_instance: dict[str, list[Run]] = {}
@@ -87,9 +85,9 @@ def instance_status(ledger: Ledger, config, now: datetime) -> list[dict]:
         bucket = last.bucket
         holder = live_holder(ledger, instance_id)
         sids, source = None, "ledger"
-        if config is not None:
+        if clients is not None:
             try:
-                sids, source = freeze_on_bucket(config, bucket), "bucket"
+                sids, source = freeze_on_bucket(clients, bucket), "bucket"
             except CloudError as exc:  # another account's bucket: the ledger is all there is
                 log.warning("cannot read the policy of bucket %s (%s): the freeze shown is the ledger's", bucket, exc)
         if sids is None:

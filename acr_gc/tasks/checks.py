@@ -9,7 +9,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from acr_gc.cloud.clients import oss_client
+from acr_gc.cloud.oss import OssClient
 from acr_gc.config import Config
 from acr_gc.gc import GcDriver
 from acr_gc.rules.window import BucketRule, Window, release_window
@@ -30,19 +30,18 @@ def check_whitelist(config: Config, driver: GcDriver) -> None:
 
 
 @task(name="check-bucket", cache_policy=NO_CACHE)
-def check_bucket(config: Config) -> Window:
+def check_bucket(config: Config, oss: OssClient) -> Window:
     """The release window from the bucket's versioning and lifecycle (DESIGN section 7)."""
-    window, blocked = release_check(config)
+    window, blocked = release_check(config, oss)
     if blocked:
         raise CheckFailed(blocked)
     return window
 
 
-def release_check(config: Config) -> tuple[Window, str | None]:
+def release_check(config: Config, oss: OssClient) -> tuple[Window, str | None]:
     """The bucket's release window (GetBucketVersioning, GetBucketLifecycle with every rule
     filter), and the one-line message that stops a run (and fails ``acr-gc plan``) when the
     storage would never drop and ``policy.accept_never_released`` does not accept that."""
-    oss = oss_client(config)
     window = release_window(
         oss.get_versioning(),
         [BucketRule.from_oss(rule) for rule in oss.get_lifecycle()],

@@ -9,9 +9,8 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from acr_gc.cloud.clients import oss_client
+from acr_gc.cloud.oss import OssClient
 from acr_gc.cloud.registry import Manifest, RegistryClient
-from acr_gc.config import Config
 from acr_gc.ledger.manifests import load_manifests, save_manifests
 from acr_gc.ledger.store import Ledger
 from acr_gc.rules.forecast import BLOBS_PREFIX
@@ -27,46 +26,38 @@ class ManifestGraph:
     cached: int = 0  # manifests the ledger already had
 
 
-def read_graph(config: Config, tags: pd.DataFrame, ledger: Ledger | None = None,
-               client: RegistryClient | None = None) -> ManifestGraph:
+def read_graph(client: RegistryClient, tags: pd.DataFrame, ledger: Ledger) -> ManifestGraph:
     """Cache first, then the registry for what the cache lacks; index children in the next wave,
     so a child another index already brought into the cache is not fetched again."""
-    ledger = ledger or Ledger(config.ledger.url)
     refs = list(dict.fromkeys(zip(tags["namespace"], tags["repo"], tags["digest"])))
     graph = ManifestGraph()
     where: dict[str, tuple[str, str]] = {}
     for namespace, repo, digest in refs:
         where.setdefault(digest, (namespace, repo))
     wanted = set(where)
-    own_client = client is None
-    client = client or RegistryClient(config.target, config.api)
-    try:
-        while wanted:
-            cached = load_manifests(ledger, wanted)
-            graph.manifests.update(cached)
-            graph.cached += len(cached)
-            missing = [(*where[d], d) for d in wanted if d not in cached]
-            fetched, unreadable = client.fetch_all(missing, known=set(graph.manifests), follow_children=False)
-            save_manifests(ledger, fetched.values())
-            graph.manifests.update(fetched)
-            graph.unreadable.update(unreadable)
-            graph.fetched += len(fetched)
-            # the next wave: children of this wave's indexes that are not read yet
-            wanted = set()
-            for digest, manifest in [*cached.items(), *fetched.items()]:
-                for child in manifest.children:
-                    if child not in graph.manifests and child not in graph.unreadable:
-                        where.setdefault(child, where[digest])
-                        wanted.add(child)
-    finally:
-        if own_client:
-            client.close()
+    while wanted:
+        cached = load_manifests(ledger, wanted)
+        graph.manifests.update(cached)
+        graph.cached += len(cached)
+        missing = [(*where[d], d) for d in wanted if d not in cached]
+        fetched, unreadable = client.fetch_all(missing, known=set(graph.manifests), follow_children=False)
+        save_manifests(ledger, fetched.values())
+        graph.manifests.update(fetched)
+        graph.unreadable.update(unreadable)
+        graph.fetched += len(fetched)
+        # the next wave: children of this wave's indexes that are not read yet
+        wanted = set()
+        for digest, manifest in [*cached.items(), *fetched.items()]:
+            for child in manifest.children:
+                if child not in graph.manifests and child not in graph.unreadable:
+                    where.setdefault(child, where[digest])
+                    wanted.add(child)
     return graph
 
 
-def list_blob_objects(config: Config) -> pd.DataFrame:
+def list_blob_objects(oss: OssClient) -> pd.DataFrame:
     """key, size of the bucket's current objects in the registry's blob layout."""
-    objects = oss_client(config).list_objects(prefix=BLOBS_PREFIX)
+    objects = oss.list_objects(prefix=BLOBS_PREFIX)
     return pd.DataFrame({"key": [o.key for o in objects], "size": [int(o.size) for o in objects]})
 
 
@@ -74,10 +65,11 @@ NO_RETRY = dict(cache_policy=NO_CACHE, retries=0)  # the adapters retry each cal
 
 
 @task(name="read-manifests", **NO_RETRY)
-def read_manifests(config: Config, tags: pd.DataFrame) -> ManifestGraph:
-    return read_graph(config, tags)
+def read_manifests(registry: RegistryClient, ledger_url: str, tags: pd.DataFrame) -> ManifestGraph:
+    """The manifest graph of ``tags``, through the ledger's cache at ``ledger_url``."""
+    return read_graph(registry, tags, Ledger(ledger_url))
 
 
 @task(name="list-blob-objects", **NO_RETRY)
-def blob_objects(config: Config) -> pd.DataFrame:
-    return list_blob_objects(config)
+def blob_objects(oss: OssClient) -> pd.DataFrame:
+    return list_blob_objects(oss)

@@ -20,7 +20,9 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from acr_gc.cloud.clients import oss_client
+from acr_gc.cloud.acr import AcrClient
+from acr_gc.cloud.clients import CloudClients
+from acr_gc.cloud.oss import OssClient
 from acr_gc.cloud.errors import CloudError
 from acr_gc.config import Config
 from acr_gc.gc.driver import GcStatus
@@ -38,14 +40,13 @@ from acr_gc.rules.freeze import (
 
 log = logging.getLogger(__name__)
 
-def freeze_bucket(config: Config, ledger: Ledger, run_id: str) -> Freeze:
-    """Deny object writes and deletes on the bucket; reuse a freeze already recorded.
+def freeze_bucket(config: Config, oss: OssClient, ledger: Ledger, run_id: str) -> Freeze:
+    """Deny object writes and deletes on ``oss``'s bucket; reuse a freeze already recorded.
 
     A freeze left by a killed run is adopted rather than stacked: its saved original is
     still the policy to restore, and its statement is (re)applied idempotently.
     """
-    oss = oss_client(config)
-    bucket = config.target.bucket
+    bucket = oss.bucket
     earlier = outstanding_freezes(ledger, bucket)
     current = oss.get_policy()
     if earlier:
@@ -91,7 +92,7 @@ class ThawReport:
         return "partial" if self.partial else True
 
 
-def thaw_bucket(config: Config, ledger: Ledger) -> ThawReport:
+def thaw_bucket(oss: OssClient, ledger: Ledger) -> ThawReport:
     """Take every acr-gc freeze off the bucket: the bucket is the truth, the ledger the memory.
 
     Each freeze the ledger records is undone as recorded: the saved original is restored
@@ -100,8 +101,7 @@ def thaw_bucket(config: Config, ledger: Ledger) -> ThawReport:
     freeze statement still on the bucket (another run's, or one whose ledger was lost or
     lives in another folder) is removed too, keeping every other statement.
     """
-    oss = oss_client(config)
-    bucket = config.target.bucket
+    bucket = oss.bucket
     notes: list[str] = []
     restored = 0
     partial = False
@@ -144,16 +144,16 @@ def _apply(oss, plan) -> None:
         oss.delete_policy()
 
 
-def stray_freezes(config: Config, ledger: Ledger) -> list[str]:
-    """Freeze statements on the bucket that no freeze recorded in this ledger owns."""
-    known = {record.sid for record in outstanding_freezes(ledger, config.target.bucket)}
-    return [sid for sid in freeze_sids(oss_client(config).get_policy()) if sid not in known]
+def stray_freezes(oss: OssClient, ledger: Ledger) -> list[str]:
+    """Freeze statements on ``oss``'s bucket that no freeze recorded in this ledger owns."""
+    known = {record.sid for record in outstanding_freezes(ledger, oss.bucket)}
+    return [sid for sid in freeze_sids(oss.get_policy()) if sid not in known]
 
 
 # -- is GC over? -------------------------------------------------------------------------
 
 
-def gc_may_run(config: Config, ledger: Ledger) -> str | None:
+def gc_may_run(config: Config, ledger: Ledger, acr: AcrClient) -> str | None:
     """Why GC of the instance may still be running, or None once every GC task the ledger
     knows of is seen ended (and, with the emulator driver, none is active).
 
@@ -169,7 +169,7 @@ def gc_may_run(config: Config, ledger: Ledger) -> str | None:
         open_tasks = list(session.scalars(
             select(GcTask).where(GcTask.instance_id == instance, GcTask.state.not_in(TERMINAL_STATES))
             .order_by(GcTask.id)))
-    emulator = EmulatorGcDriver(config) if config.gc.driver == "emulator" else None
+    emulator = EmulatorGcDriver(acr) if config.gc.driver == "emulator" else None
     for row in open_tasks:
         if row.driver != "emulator" or emulator is None:
             if row.task_id is None:
@@ -191,7 +191,7 @@ def gc_may_run(config: Config, ledger: Ledger) -> str | None:
     return None
 
 
-def settle_freeze(config: Config, ledger: Ledger) -> str:
+def settle_freeze(config: Config, ledger: Ledger, clients: CloudClients) -> str:
     """Thaw a freeze left on the bucket once GC is seen ended (``acr-gc sample`` and the
     daily sampler call this): one line saying what was done or why the bucket stays frozen."""
     from acr_gc.ledger.instance_lock import live_holder
@@ -202,10 +202,10 @@ def settle_freeze(config: Config, ledger: Ledger) -> str:
     holder = live_holder(ledger, config.target.instance_id)
     if holder is not None:
         return f"bucket {bucket}: frozen by run {holder.run_id}, which is still running"
-    reason = gc_may_run(config, ledger)
+    reason = gc_may_run(config, ledger, clients.acr)
     if reason is not None:
         return f"bucket {bucket} stays frozen: {reason}"
-    return f"bucket {bucket}: GC has ended; {thaw_bucket(config, ledger).message}"
+    return f"bucket {bucket}: GC has ended; {thaw_bucket(clients.oss, ledger).message}"
 
 
 # -- the one owner of the freeze ------------------------------------------------------------
@@ -215,9 +215,9 @@ class FrozenBucket:
     """What the body of :func:`bucket_frozen` tells the freeze about GC, and the one place
     that decides when the freeze comes off."""
 
-    def __init__(self, config: Config, ledger: Ledger, on_release: Callable[[bool | str], None],
+    def __init__(self, config: Config, oss: OssClient, ledger: Ledger, on_release: Callable[[bool | str], None],
                  confirm: Callable[[str], None] = lambda before: None):
-        self.config, self.ledger, self.on_release, self.confirm = config, ledger, on_release, confirm
+        self.config, self.oss, self.ledger, self.on_release, self.confirm = config, oss, ledger, on_release, confirm
         self.task_id: str | None = None
         self.status: GcStatus | None = None  # the task's latest status
         self._stop: Callable[[], GcStatus | None] | None = None
@@ -257,7 +257,7 @@ class FrozenBucket:
         if not self._still_ours(f"the thaw of bucket {self.config.target.bucket}"):
             return False
         try:
-            report = thaw_bucket(self.config, self.ledger)
+            report = thaw_bucket(self.oss, self.ledger)
         except (CloudError, LedgerUnavailable) as exc:
             log.error("thaw failed (%s): run `acr-gc thaw --config …` once it is reachable again", exc)
             self.on_release(False)
@@ -299,7 +299,7 @@ class FrozenBucket:
 
 
 @contextmanager
-def bucket_frozen(config: Config, ledger: Ledger, run_id: str, *, needed: bool = True,
+def bucket_frozen(config: Config, oss: OssClient, ledger: Ledger, run_id: str, *, needed: bool = True,
                   on_release: Callable[[bool | str], None] = lambda restored: None,
                   confirm: Callable[[str], None] = lambda before: None) -> Iterator[FrozenBucket]:
     """The freeze, owned by one construct (DESIGN section 5).
@@ -315,8 +315,8 @@ def bucket_frozen(config: Config, ledger: Ledger, run_id: str, *, needed: bool =
     """
     if needed:
         confirm(f"the freeze of bucket {config.target.bucket}")
-        freeze_bucket(config, ledger, run_id)
-    frozen = FrozenBucket(config, ledger, on_release, confirm)
+        freeze_bucket(config, oss, ledger, run_id)
+    frozen = FrozenBucket(config, oss, ledger, on_release, confirm)
     try:
         yield frozen
     except BaseException:

@@ -2,7 +2,8 @@
 
 Task runs are per step or per batch of repositories, never per tag. Each step leaves a
 table artifact on the flow run, keyed per instance so that the dashboard keeps history
-across monthly runs.
+across monthly runs. Steps are handed the run's adapters (:class:`CloudClients`, built
+once per flow run), never build their own; client objects do not hash, hence NO_CACHE.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.utilities.annotations import quote
 
 from acr_gc import rules
-from acr_gc.cloud.clients import acr_client, oss_client
+from acr_gc.cloud.acr import AcrClient
+from acr_gc.cloud.clients import CloudClients
+from acr_gc.cloud.oss import OssClient
 from acr_gc.config import Config
 from acr_gc.reports.artifacts import artifact_key
 from acr_gc.rules.plan_result import PlanResult
@@ -58,24 +61,24 @@ def _table(kind: str, config: Config, frame: pd.DataFrame, description: str) -> 
 
 
 @task(name="list-repositories", **NO_RETRY)
-def list_repositories(config: Config) -> pd.DataFrame:
-    return inv.fetch_repositories(acr_client(config), config.api.concurrency)
+def list_repositories(acr: AcrClient, concurrency: int = 1) -> pd.DataFrame:
+    return inv.fetch_repositories(acr, concurrency)
 
 
 @task(name="list-tags", **NO_RETRY)
-def list_tags(config: Config, repositories: pd.DataFrame, on_repository_done=None) -> pd.DataFrame:
-    """The tags of one batch of repositories."""
-    return inv.fetch_tags(acr_client(config), repositories, config.api.concurrency, on_repository_done)
+def list_tags(acr: AcrClient, repositories: pd.DataFrame, concurrency: int, on_repository_done=None) -> pd.DataFrame:
+    """The tags of one batch of repositories, ``concurrency`` repositories at a time."""
+    return inv.fetch_tags(acr, repositories, concurrency, on_repository_done)
 
 
 @task(name="list-lifecycle-rules", **NO_RETRY)
-def list_rules(config: Config) -> pd.DataFrame:
-    return inv.fetch_rules(acr_client(config))
+def list_rules(acr: AcrClient) -> pd.DataFrame:
+    return inv.fetch_rules(acr)
 
 
 @task(name="list-charts", **NO_RETRY)
-def list_charts(config: Config) -> pd.DataFrame:
-    return inv.fetch_charts(acr_client(config))
+def list_charts(acr: AcrClient) -> pd.DataFrame:
+    return inv.fetch_charts(acr)
 
 
 class _Counter:
@@ -102,16 +105,18 @@ class PendingInventory:
     bar: object  # the seat's inventory progress bar (repositories listed), closed on collect
 
 
-def submit_inventory(config: Config) -> PendingInventory:
+def submit_inventory(config: Config, clients: CloudClients) -> PendingInventory:
     """Submit the inventory tasks: rules and charts beside the repository listing, then the
     tags in batches of ``REPOS_PER_BATCH`` repositories, all batches submitted at once."""
-    rules_future = list_rules.submit(config)
-    charts_future = list_charts.submit(config)
-    repositories = list_repositories(config)
+    acr = clients.acr
+    rules_future = list_rules.submit(acr)
+    charts_future = list_charts.submit(acr)
+    repositories = list_repositories(acr, config.api.concurrency)
     batches = inv.batches(repositories, REPOS_PER_BATCH)
     bar = seat().progress("inventory", total=len(repositories), unit="repositories listed")
     listed = _Counter(bar)
-    tag_futures = list(list_tags.map(unmapped(config), batches, unmapped(listed.one_more))) if batches else []
+    tag_futures = list(list_tags.map(unmapped(acr), batches, unmapped(config.api.concurrency),
+                                     unmapped(listed.one_more))) if batches else []
     return PendingInventory(repositories, rules_future, charts_future, tag_futures, bar)
 
 
@@ -132,9 +137,9 @@ def collect_inventory(config: Config, pending: PendingInventory) -> inv.Inventor
     return inventory
 
 
-def take_inventory(config: Config) -> inv.Inventory:
+def take_inventory(config: Config, clients: CloudClients) -> inv.Inventory:
     """Run the inventory tasks (:func:`submit_inventory`) and wait for them."""
-    return collect_inventory(config, submit_inventory(config))
+    return collect_inventory(config, submit_inventory(config, clients))
 
 
 # ---- plan and gate ----------------------------------------------------------------
@@ -188,7 +193,8 @@ class GateReads:
 
 
 @task(name="read-gate-inputs", **NO_RETRY)
-def read_gate_inputs(config: Config, rules_future: PrefectFuture, tag_batches: list[PrefectFuture]) -> GateReads:
+def read_gate_inputs(config: Config, clients: CloudClients, rules_future: PrefectFuture,
+                     tag_batches: list[PrefectFuture]) -> GateReads:
     """The gate's reads, made while the inventory still lists tags (issue 16): the two share
     the API quota as one stream instead of running one after the other.
 
@@ -203,9 +209,8 @@ def read_gate_inputs(config: Config, rules_future: PrefectFuture, tag_batches: l
         tag_batches = tag_batches.unquote()
     allow = config.policy.allow_unregenerable
     readings = planned_readings(config)
-    acr = acr_client(config)
-    replica_reader = inv.ReplicaReader(acr, lambda instance_id, region: acr_client(config, instance_id, region),
-                                       readings=readings)
+    acr = clients.acr
+    replica_reader = inv.ReplicaReader(acr, clients.acr_for, readings=readings)
     rule_frame = rules_future.result()
 
     def one_batch(tags: pd.DataFrame) -> tuple[set, list[tuple], set, pd.DataFrame | None]:
@@ -238,7 +243,7 @@ def read_gate_inputs(config: Config, rules_future: PrefectFuture, tag_batches: l
 
 
 @task(name="verify-regenerable", **NO_RETRY)
-def verify_regenerable(config: Config, inventory: inv.Inventory, planned: pd.DataFrame,
+def verify_regenerable(config: Config, clients: CloudClients, inventory: inv.Inventory, planned: pd.DataFrame,
                        prefetched: PrefectFuture | None = None) -> PlanResult:
     """The gate (DESIGN section 4); reads replicas and build rules only where needed.
 
@@ -254,7 +259,7 @@ def verify_regenerable(config: Config, inventory: inv.Inventory, planned: pd.Dat
         rules.load_manifest(config.policy.regeneration_manifest) if config.policy.regeneration_manifest else None
     )
     allow = config.policy.allow_unregenerable
-    acr = acr_client(config)
+    acr = clients.acr
 
     verdicts = rules.regenerability(planned, None, None, None, allow)
     need_replicas = _unresolved_repos(verdicts, ("alias",))
@@ -262,8 +267,7 @@ def verify_regenerable(config: Config, inventory: inv.Inventory, planned: pd.Dat
         replicas = reads.replicas
     else:
         replicas = inv.fetch_replica_tags(
-            acr, need_replicas, lambda instance_id, region: acr_client(config, instance_id, region),
-            readings=planned_readings(config),
+            acr, need_replicas, clients.acr_for, readings=planned_readings(config),
         ) if need_replicas else None
     verdicts = rules.regenerability(planned, replicas, None, None, allow)
     need_builds = _unresolved_repos(verdicts, ("alias", "replica"))
@@ -298,32 +302,33 @@ def verify_regenerable(config: Config, inventory: inv.Inventory, planned: pd.Dat
 
 
 @task(name="bucket-size", **NO_RETRY)
-def bucket_size(config: Config) -> int:
-    return oss_client(config).bucket_stat().storage_bytes
+def bucket_size(oss: OssClient) -> int:
+    return oss.bucket_stat().storage_bytes
 
 
-def plan_instance_steps(config: Config) -> PlanResult:
-    """Inventory → plan → gate, as tasks of the calling flow."""
-    size_future = bucket_size.submit(config)
-    pending = submit_inventory(config)
-    reads = read_gate_inputs.submit(config, quote(pending.rules), quote(pending.tag_batches))
+def plan_instance_steps(config: Config, clients: CloudClients) -> PlanResult:
+    """Inventory → plan → gate, as tasks of the calling flow, on the run's adapters."""
+    size_future = bucket_size.submit(clients.oss)
+    pending = submit_inventory(config, clients)
+    reads = read_gate_inputs.submit(config, clients, quote(pending.rules), quote(pending.tag_batches))
     inventory = collect_inventory(config, pending)
     planned = plan_retention(config, inventory)
-    result = verify_regenerable(config, inventory, planned, quote(reads))
+    result = verify_regenerable(config, clients, inventory, planned, quote(reads))
     result.bucket_bytes = size_future.result()
     if config.target.registry_endpoint:
-        apply_forecast(config, inventory, planned, result)
+        apply_forecast(config, clients, inventory, planned, result)
     return result
 
 
-def apply_forecast(config: Config, inventory: inv.Inventory, planned: pd.DataFrame, result: PlanResult) -> None:
+def apply_forecast(config: Config, clients: CloudClients, inventory: inv.Inventory, planned: pd.DataFrame,
+                   result: PlanResult) -> None:
     """Replace the image-size estimate by the exact forecast (DESIGN section 3): manifests read
     through the registry API (cached by digest), blob objects listed in the bucket."""
     from acr_gc.rules.forecast import forecast_range, unreferenced_before
     from acr_gc.tasks.forecast import blob_objects, read_manifests
 
-    objects_future = blob_objects.submit(config)
-    graph = read_manifests(config, inventory.tags)
+    objects_future = blob_objects.submit(clients.oss)
+    graph = read_manifests(clients.registry, config.ledger.url, inventory.tags)
     certain = (planned["certainty"] == rules.CERTAIN).to_numpy(dtype=bool)
     possible = (planned["certainty"] == rules.POSSIBLE).to_numpy(dtype=bool)
     low, high = forecast_range(planned, graph.manifests, certain, possible)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from acr_gc import rules
-from acr_gc.cloud.clients import acr_client, oss_client
+from acr_gc.cloud.clients import CloudClients
 from acr_gc.cloud.errors import AuthError, CloudError, NotFound
 from acr_gc.config import Config
 from acr_gc.tasks import inventory as inv
@@ -20,7 +20,8 @@ class BadInput(ValueError):
     """The run cannot start; the message says what is wrong and what to do."""
 
 
-def preflight(config: Config) -> None:
+def preflight(config: Config, clients: CloudClients) -> None:
+    """Fails with :class:`BadInput`; the first calls through ``clients`` resolve its credentials."""
     policy = config.policy
     try:
         if policy.regeneration_manifest is not None:
@@ -30,13 +31,13 @@ def preflight(config: Config) -> None:
         raise BadInput(str(exc)) from None
 
     target = config.target
-    acr = acr_client(config)
+    acr = clients.acr
     # The three reads are independent: asked together (one round trip instead of three on
     # the way to the first flow call), judged in this order, so the line printed for bad
     # credentials is the same whichever answer came first.
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="preflight") as pool:
         instance = pool.submit(acr.get_instance)
-        bucket = pool.submit(lambda: oss_client(config).bucket_info())
+        bucket = pool.submit(lambda: clients.oss.bucket_info())
         lifecycle_rules = pool.submit(inv.fetch_rules, acr)
     try:
         instance.result()

@@ -15,7 +15,7 @@ import pandas as pd
 from prefect import task
 
 from acr_gc import rules
-from acr_gc.cloud.clients import acr_client
+from acr_gc.cloud.acr import AcrClient
 from acr_gc.config import Config
 from acr_gc.reports.console import printable
 from acr_gc.rules.verification import outside_gated
@@ -30,19 +30,18 @@ class PlanChangedBeforeGc(RuntimeError):
 
 
 @task(name="recheck-plan", **NO_RETRY)
-def recheck_plan(config: Config, gated: pd.DataFrame) -> pd.DataFrame:
+def recheck_plan(config: Config, acr: AcrClient, gated: pd.DataFrame) -> pd.DataFrame:
     """Rules and tags listed again (complete listings), planned under the plan's readings;
     the tags GC could now delete outside ``gated`` (namespace, repo, tag, digest)."""
-    acr = acr_client(config)
     lifecycle_rules = inv.fetch_rules(acr)
     tags = inv.fetch_tags(acr, inv.fetch_repositories(acr), config.api.concurrency)
     fresh = rules.plan(tags, lifecycle_rules, readings=planned_readings(config))
     return outside_gated(fresh, gated)
 
 
-def recheck_before_gc(config: Config, gated: pd.DataFrame) -> None:
+def recheck_before_gc(config: Config, acr: AcrClient, gated: pd.DataFrame) -> None:
     """Raise :class:`PlanChangedBeforeGc`, naming the tags, unless the fresh plan lies inside ``gated``."""
-    outside = recheck_plan(config, gated)
+    outside = recheck_plan(config, acr, gated)
     if not len(outside):
         return
     listed = ", ".join(f"{r.namespace}/{r.repo}:{r.tag}" for r in outside.head(NAMED_IN_MESSAGE).itertuples())

@@ -26,8 +26,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import func, select
 
-from acr_gc.cloud.clients import oss_client
-from acr_gc.cloud.oss import BucketStat
+from acr_gc.cloud.oss import BucketStat, OssClient
 from acr_gc.config import Config
 from acr_gc.ledger import Ledger, Sample
 from acr_gc.rules.figures import STALE_PHASE
@@ -49,8 +48,8 @@ def _latest_time(ledger: Ledger, run_id: str) -> datetime | None:
         )
 
 
-def _record(config: Config, ledger: Ledger, run_id: str, stat: BucketStat, phase: str) -> Sample:
-    sample = Sample(run_id=run_id, bucket=config.target.bucket, taken_at=stat.taken_at,
+def _record(bucket: str, ledger: Ledger, run_id: str, stat: BucketStat, phase: str) -> Sample:
+    sample = Sample(run_id=run_id, bucket=bucket, taken_at=stat.taken_at,
                     storage_bytes=stat.storage_bytes, object_count=stat.object_count, phase=phase)
     with ledger.session() as session:
         session.add(sample)
@@ -58,21 +57,21 @@ def _record(config: Config, ledger: Ledger, run_id: str, stat: BucketStat, phase
 
 
 @task(name="sample-bucket", cache_policy=NO_CACHE)
-def sample_bucket(config: Config, ledger: Ledger, run_id: str, phase: str) -> Sample | None:
-    """One sample into the run's series; None when its figures are older than the run's
-    latest sample (then kept out: stored as ``stale``)."""
-    stat = oss_client(config).bucket_stat()
+def sample_bucket(oss: OssClient, ledger: Ledger, run_id: str, phase: str) -> Sample | None:
+    """One sample of ``oss``'s bucket into the run's series; None when its figures are older
+    than the run's latest sample (then kept out: stored as ``stale``)."""
+    stat = oss.bucket_stat()
     latest = _latest_time(ledger, run_id)
     if latest is not None and stat.taken_at < latest:
-        _record(config, ledger, run_id, stat, STALE_PHASE)
+        _record(oss.bucket, ledger, run_id, stat, STALE_PHASE)
         log.warning("bucket statistics went back in time (figures of %s, after a sample of %s): kept out of "
                     "the series", stat.taken_at.isoformat(), latest.isoformat())
         return None
-    return _record(config, ledger, run_id, stat, phase)
+    return _record(oss.bucket, ledger, run_id, stat, phase)
 
 
 @task(name="sample-baseline", cache_policy=NO_CACHE)
-def baseline_sample(config: Config, ledger: Ledger, run_id: str) -> Sample:
+def baseline_sample(config: Config, oss: OssClient, ledger: Ledger, run_id: str) -> Sample:
     """The "before" sample, once GetBucketStat's figures cover the moment it was asked for.
 
     The moment to cover is the cloud's clock at the first answer (its ``Date``): every
@@ -81,7 +80,6 @@ def baseline_sample(config: Config, ledger: Ledger, run_id: str) -> Sample:
     are older, wait as long as they lag (in cloud time; compressed days against an
     emulator), up to ``sampling.stat_wait_max``.
     """
-    oss = oss_client(config)
     stat = oss.bucket_stat()
     cover = stat.asked_at or stat.taken_at
     limit = config.sampling.stat_wait_max
@@ -104,7 +102,7 @@ def baseline_sample(config: Config, ledger: Ledger, run_id: str) -> Sample:
         log.info("bucket statistics lag %s behind the baseline's moment: waiting", lag)
         time.sleep(max(0.05, real_seconds(config, wait)))
         stat = oss.bucket_stat()
-    return _record(config, ledger, run_id, stat, "before")
+    return _record(oss.bucket, ledger, run_id, stat, "before")
 
 
 def _iso(moment: datetime) -> str:
@@ -116,7 +114,8 @@ def real_seconds(config: Config, cloud_seconds: float) -> float:
     return cloud_seconds / 86400.0 * config.sampling.day_length.total_seconds()
 
 
-def sample_until(config: Config, ledger: Ledger, run_id: str, window_end, on_sample=None) -> list[Sample]:
+def sample_until(config: Config, oss: OssClient, ledger: Ledger, run_id: str, window_end,
+                 on_sample=None) -> list[Sample]:
     """Inline sampling: one "after" sample per interval until one whose figures date from
     at or after ``window_end`` (OSS's statistics lag: the request time is not enough).
     Used by the demo and tests, where cloud days are compressed; in production the daily
@@ -124,7 +123,7 @@ def sample_until(config: Config, ledger: Ledger, run_id: str, window_end, on_sam
     samples: list[Sample] = []
     pause = real_seconds(config, config.sampling.interval.total_seconds())
     while True:
-        sample = sample_bucket(config, ledger, run_id, "after")
+        sample = sample_bucket(oss, ledger, run_id, "after")
         if sample is not None:
             samples.append(sample)
             if on_sample is not None:

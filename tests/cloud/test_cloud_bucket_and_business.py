@@ -19,6 +19,7 @@ import pytest
 
 from acr_gc.cloud import calls
 from acr_gc.cloud.acr import AcrClient
+from acr_gc.cloud.clients import oss_client
 from acr_gc.cloud.credentials import from_keys
 from acr_gc.cloud.errors import CloudError, Unavailable
 from acr_gc.cloud.oss import LifecycleRule, OssClient
@@ -199,7 +200,7 @@ def test_the_baseline_waits_until_the_statistics_cover_its_moment(emulator, tmp_
     asked = datetime.fromisoformat(emulator.truth()["clock"].replace("Z", "+00:00"))
 
     timer = _advance_soon(emulator, 2)  # the cloud's clock moves on while the baseline waits
-    sample = baseline_sample.fn(config, ledger, "r1")
+    sample = baseline_sample.fn(config, oss_client(config), ledger, "r1")
     timer.join()
 
     assert (sample.storage_bytes, sample.object_count) == (loaded["storage_bytes"] + 999, loaded["objects"] + 1)
@@ -232,7 +233,7 @@ def test_a_baseline_whose_statistics_stay_late_stops_with_one_clear_line(emulato
     timer = threading.Timer(0.3, stuck_statistics)
     timer.start()
     with pytest.raises(StatisticsLate) as caught:
-        baseline_sample.fn(config, ledger, "r1")
+        baseline_sample.fn(config, oss_client(config), ledger, "r1")
     timer.join()
     message = str(caught.value)
     assert "\n" not in message and "sampling.stat_wait_max" in message and "nothing was changed" in message
@@ -252,12 +253,12 @@ def test_a_sample_whose_time_goes_backwards_is_kept_out_and_counted(emulator, tm
     emulator.load(dataset())
     config, ledger = _sampling_setup(emulator, tmp_path)
 
-    first = sample_bucket.fn(config, ledger, "r1", "before")
+    first = sample_bucket.fn(oss_client(config), ledger, "r1", "before")
     emulator.set_faults(stat_delay_hours=5)  # the next answer's figures are 5 hours older
-    assert sample_bucket.fn(config, ledger, "r1", "after") is None  # kept out of the series
+    assert sample_bucket.fn(oss_client(config), ledger, "r1", "after") is None  # kept out of the series
     emulator.set_faults(stat_delay_hours=0)
     emulator.advance_clock(0.01)
-    later = sample_bucket.fn(config, ledger, "r1", "after")
+    later = sample_bucket.fn(oss_client(config), ledger, "r1", "after")
     assert later is not None and later.taken_at > first.taken_at
 
     with ledger.session() as session:

@@ -38,7 +38,7 @@ def test_forecast_equals_the_handworked_figures(handworked):
     expired = {(r.namespace, r.repo, r.tag) for r in planned[planned["expired"]].itertuples()}
     assert expired == fs.EXPIRED  # the hand-worked reading of the rule
 
-    graph = read_graph(config, planned, Ledger(config.ledger.url), registry)
+    graph = read_graph(registry, planned, Ledger(config.ledger.url))
     assert graph.unreadable == {}
     result = forecast(planned, graph.manifests, planned["expired"].to_numpy())
     assert result.bytes == fs.FREED
@@ -68,7 +68,7 @@ def test_gc_removes_exactly_the_forecast_plus_what_was_already_unreferenced(hand
         data["instances"][0]["lifecycle_rules"][0]["enable_delete_untagged_manifest"] = True
         emulator.load(data)
     planned = planned_tags(acr)
-    graph = read_graph(config, planned, Ledger(config.ledger.url), registry)
+    graph = read_graph(registry, planned, Ledger(config.ledger.url))
     freed = forecast(planned, graph.manifests, planned["expired"].to_numpy()).bytes
     unreferenced, _ = unreferenced_before(blob_frame(oss), planned, graph.manifests)
     assert (freed, unreferenced) == (fs.FREED, fs.UNREFERENCED_BEFORE)
@@ -96,7 +96,7 @@ def test_an_unreadable_manifest_is_counted_by_image_size_and_named(handworked, t
     emulator, config, acr, oss, registry = handworked
     planned = planned_tags(acr)
     oss.delete_object(blob_key(fs.d("MW1")))
-    graph = read_graph(config, planned, Ledger(config.ledger.url), registry)
+    graph = read_graph(registry, planned, Ledger(config.ledger.url))
     assert set(graph.unreadable) == {fs.d("MW1")}
     result = forecast(planned, graph.manifests, planned["expired"].to_numpy())
     assert result.unreadable == (fs.d("MW1"),) and result.is_upper_bound is True
@@ -105,4 +105,4 @@ def test_an_unreadable_manifest_is_counted_by_image_size_and_named(handworked, t
     path = write_unreadable_manifests(planned, result.unreadable, tmp_path)
     assert path.read_text().splitlines()[1].startswith("app,web,w1,")
     # the unreadable digest is not cached: the next run asks for it again
-    assert fs.d("MW1") not in read_graph(config, planned, Ledger(config.ledger.url), registry).manifests
+    assert fs.d("MW1") not in read_graph(registry, planned, Ledger(config.ledger.url)).manifests

@@ -115,12 +115,12 @@ def test_second_run_on_an_unchanged_instance_fetches_no_manifest(loaded, tmp_pat
     planned = planned_tags(acr)
     ledger = Ledger(config.ledger.url)
     start = emulator.registry_stats()["manifest_fetches"]
-    first = read_graph(config, planned, ledger, registry)
+    first = read_graph(registry, planned, ledger)
     middle = emulator.registry_stats()["manifest_fetches"]
     # 7 tagged digests (MW1, MW2, MS, MA1, MA2, MI, MJ) plus the 3 children of the two indexes;
     # MU is untagged, so nothing reads it
     assert middle - start == first.fetched == 10
-    second = read_graph(config, planned, ledger, registry)
+    second = read_graph(registry, planned, ledger)
     assert emulator.registry_stats()["manifest_fetches"] == middle
     assert second.fetched == 0 and second.cached == 10
     assert second.manifests == first.manifests
@@ -143,7 +143,7 @@ def test_adapter_rides_over_the_registry_ports_faults_and_throttling(loaded):
     planned = planned_tags(acr)
     emulator.set_faults(fault_rate=0.3, seed=7, qps=40)
     try:
-        graph = read_graph(config, planned, Ledger(config.ledger.url), registry)
+        graph = read_graph(registry, planned, Ledger(config.ledger.url))
     finally:
         counts = emulator.dump()["faults"]["fault_counts"]
         emulator.set_faults(fault_rate=0, qps=0)
@@ -158,8 +158,8 @@ def test_a_new_index_reuses_a_cached_child(loaded):
     planned = planned_tags(acr)
     ledger = Ledger(config.ledger.url)
     before = emulator.registry_stats()["manifest_fetches_by_digest"]
-    read_graph(config, planned[planned["tag"] == "m2"], ledger, registry)
-    second = read_graph(config, planned[planned["repo"] == "multi"], ledger, registry)
+    read_graph(registry, planned[planned["tag"] == "m2"], ledger)
+    second = read_graph(registry, planned[planned["repo"] == "multi"], ledger)
     after = emulator.registry_stats()["manifest_fetches_by_digest"]
     fetched = {d: after.get(d, 0) - before.get(d, 0) for d in after}
     assert {d: n for d, n in fetched.items() if n} == {fs.d(n): 1 for n in ("MJ", "MJ-amd", "MI-arm", "MI", "MI-amd")}

@@ -140,7 +140,7 @@ def _flows():
     @flow(name="console-gc-drive", persist_result=False)
     def drive(config: Config, planned: list[dict]) -> dict:
         """What the pipeline does with a GC driver: enabled? start, then poll until done."""
-        driver = make_driver(config, pd.DataFrame(planned, columns=list(PLANNED_COLUMNS)))
+        driver = make_driver(config, acr_client(config), pd.DataFrame(planned, columns=list(PLANNED_COLUMNS)))
         assert isinstance(driver, ConsoleGcDriver)
         if not driver.is_enabled():
             return {"enabled": False}
@@ -155,11 +155,11 @@ def _flows():
 
     @flow(name="console-gc-start-only", persist_result=False)
     def start_only(config: Config, planned: list[dict]):
-        return make_driver(config, pd.DataFrame(planned, columns=list(PLANNED_COLUMNS))).start()
+        return make_driver(config, acr_client(config), pd.DataFrame(planned, columns=list(PLANNED_COLUMNS))).start()
 
     @flow(name="console-gc-cancel-only", persist_result=False)
     def cancel_only(config: Config, planned: list[dict], task_id: str):
-        return make_driver(config, pd.DataFrame(planned, columns=list(PLANNED_COLUMNS))).cancel(task_id)
+        return make_driver(config, acr_client(config), pd.DataFrame(planned, columns=list(PLANNED_COLUMNS))).cancel(task_id)
 
     return drive, start_only, cancel_only
 
@@ -369,7 +369,7 @@ def test_nobody_answers_within_the_timeout(loaded):
 def test_pausing_methods_refuse_outside_a_flow_run():
     cfg = Config(target=Target(instance_id=INSTANCE, bucket=BUCKET, acr_endpoint="127.0.0.1:9"),
                  freeze=Freeze(principals=["ops-writer"]), gc=Gc(driver="console"))
-    driver = ConsoleGcDriver(cfg, None)
+    driver = ConsoleGcDriver(cfg, acr_client(cfg), None)
     with pytest.raises(ConsoleGcError, match="flow function"):
         driver.start()
     assert driver.active_task() is None

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from acr_gc.cloud import credentials as cloud_credentials
+from acr_gc.cloud.clients import acr_client
 from acr_gc.cloud.errors import CloudError
 from acr_gc.config import Api, Config, Freeze, Gc, Target
 from acr_gc.gc import TERMINAL_STATES, make_driver
@@ -90,29 +91,33 @@ def wait_final(driver, task_id: str, timeout: float = 20.0):
     return status
 
 
+def driver_for(cfg: Config):
+    return make_driver(cfg, acr_client(cfg))
+
+
 def gc_tasks(emu, instance_id: str = INSTANCE) -> list[dict]:
     return emu.truth()["instances"][instance_id]["gc_tasks"]
 
 
 def test_is_enabled_true_and_false(loaded):
-    assert isinstance(make_driver(config(loaded)), EmulatorGcDriver)
-    assert make_driver(config(loaded)).is_enabled() is True
-    assert make_driver(config(loaded, NOT_WHITELISTED)).is_enabled() is False
+    assert isinstance(driver_for(config(loaded)), EmulatorGcDriver)
+    assert driver_for(config(loaded)).is_enabled() is True
+    assert driver_for(config(loaded, NOT_WHITELISTED)).is_enabled() is False
     with pytest.raises(CloudError) as info:  # and the emulator refuses to start one there
-        make_driver(config(loaded, NOT_WHITELISTED)).start()
+        driver_for(config(loaded, NOT_WHITELISTED)).start()
     assert info.value.code == "GC_NOT_ENABLED"
     assert gc_tasks(loaded, NOT_WHITELISTED) == [] and gc_tasks(loaded) == []
 
 
 def test_start_attaches_to_the_active_task_instead_of_a_second(loaded):
-    first = make_driver(config(loaded))
+    first = driver_for(config(loaded))
     assert first.active_task() is None
     started = first.start()
     assert started.task_id.startswith("gct-") and started.active
     assert started.tags_planned == EXPIRED
 
     # A re-run (a new driver, as after a crash) finds it and attaches; so does the same driver.
-    again = make_driver(config(loaded))
+    again = driver_for(config(loaded))
     assert again.active_task().task_id == started.task_id
     assert again.start().task_id == started.task_id
     assert first.start().task_id == started.task_id
@@ -132,7 +137,7 @@ def test_start_attaches_to_the_active_task_instead_of_a_second(loaded):
 
 
 def test_cancel_of_a_finished_task_returns_its_status(loaded):
-    driver = make_driver(config(loaded))
+    driver = driver_for(config(loaded))
     task = driver.start()
     final = wait_final(driver, task.task_id)
     assert final.state == "SUCCESS"
@@ -143,7 +148,7 @@ def test_cancel_of_a_finished_task_returns_its_status(loaded):
 
 
 def test_cancel_of_a_running_task_stops_it(loaded):
-    driver = make_driver(config(loaded))
+    driver = driver_for(config(loaded))
     task = driver.start()
     cancelled = driver.cancel(task.task_id)
     assert cancelled.task_id == task.task_id and cancelled.state == "CANCELED"

@@ -124,6 +124,7 @@ def test_leave_after_timeout_keeps_the_bucket_frozen_until_sample_sees_gc_ended(
     from acr_gc.config import Config
     from acr_gc.ledger import Ledger
     from acr_gc.tasks.freeze import settle_freeze
+    from acr_gc.cloud.clients import CloudClients
 
     emu.load(frz_dataset())
     config = config_dict((emu.acr_endpoint, emu.oss_endpoint), tmp_path, "cri-frz", "cri-frz-storage",
@@ -141,7 +142,8 @@ def test_leave_after_timeout_keeps_the_bucket_frozen_until_sample_sees_gc_ended(
 
     ledger = Ledger(config["ledger"]["url"])
     try:  # what `acr-gc sample` does first, while the task still runs: nothing
-        said = settle_freeze(Config.model_validate(config), ledger)
+        parsed = Config.model_validate(config)
+        said = settle_freeze(parsed, ledger, CloudClients.from_config(parsed))
     finally:
         ledger.dispose()
     if frz_task(emu)["state"] == "RUNNING":

@@ -46,6 +46,7 @@ def _killed_frozen(config: dict) -> str:
     """A run of cri-nowl killed after it froze the bucket: row, dead lock holder, freeze."""
     from acr_gc.config import Config
     from acr_gc.ledger import Ledger, Run
+    from acr_gc.cloud.clients import oss_client
     from acr_gc.ledger.models import InstanceLock
     from acr_gc.tasks.freeze import freeze_bucket
 
@@ -59,7 +60,8 @@ def _killed_frozen(config: dict) -> str:
                         state="RUNNING", started_at=now, out_dir=config["report"]["out_dir"]))
         session.add(InstanceLock(instance_id="cri-nowl", token=uuid.uuid4().hex, run_id=run_id,
                                  host=socket.gethostname(), pid=gone.pid, acquired_at=now, heartbeat_at=now))
-    freeze_bucket(Config.model_validate(config), ledger, run_id)
+    parsed = Config.model_validate(config)
+    freeze_bucket(parsed, oss_client(parsed), ledger, run_id)
     ledger.dispose()
     return run_id
 

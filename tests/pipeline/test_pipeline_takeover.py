@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from acr_gc.cloud import credentials
+from acr_gc.cloud.clients import acr_client
 from acr_gc.config import Config
 from acr_gc.gc.emulator import EmulatorGcDriver
 from acr_gc.ledger import GcTask, Ledger, Run, Sample
@@ -64,7 +65,7 @@ def test_an_intended_gc_start_is_adopted_only_while_the_task_really_runs(emulato
     credentials.reset_chain()
     config = Config.model_validate(config_dict((emulator.acr_endpoint, emulator.oss_endpoint), tmp_path, INSTANCE,
                                                BUCKET))
-    driver = EmulatorGcDriver(config)
+    driver = EmulatorGcDriver(acr_client(config))
     ledger = Ledger(config.ledger.url)
     try:
         # the killed run's start did reach the service: a task runs, its answer was lost

@@ -40,6 +40,7 @@ def test_overlapped_gate_reads_make_the_same_calls_and_verdicts(
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from acr_gc.cloud import credentials
+    from acr_gc.cloud.clients import CloudClients
     from acr_gc.tasks import planning
 
     emulator.load(generate(repos=REPOS, tags_per_repo=8, seed=3))
@@ -49,13 +50,14 @@ def test_overlapped_gate_reads_make_the_same_calls_and_verdicts(
 
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=8))
     def one_after_the_other(config):
-        inventory = planning.take_inventory(config)
+        clients = CloudClients.from_config(config)
+        inventory = planning.take_inventory(config, clients)
         planned = planning.plan_retention(config, inventory)
-        return planning.verify_regenerable(config, inventory, planned).verdicts
+        return planning.verify_regenerable(config, clients, inventory, planned).verdicts
 
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=8))
     def overlapped(config):
-        return planning.plan_instance_steps(config).verdicts
+        return planning.plan_instance_steps(config, CloudClients.from_config(config)).verdicts
 
     seen, verdicts = {}, {}
     for name, run in (("sequential", one_after_the_other), ("overlapped", overlapped)):

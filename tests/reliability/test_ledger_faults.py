@@ -177,6 +177,7 @@ def test_lock_during_gc_still_thaws_and_stops_gc(fresh, tmp_path, prefect_api_ur
     from acr_gc.config import Config
     from acr_gc.ledger import Ledger
     from acr_gc.tasks.freeze import outstanding_freezes, thaw_bucket
+    from acr_gc.cloud.clients import oss_client
 
     url = existing_ledger(tmp_path) + "?timeout=1"
     config = cs.config_dict(config_with_ledger(fresh, tmp_path, url))
@@ -214,7 +215,7 @@ def test_lock_during_gc_still_thaws_and_stops_gc(fresh, tmp_path, prefect_api_ur
     try:
         parsed = Config.model_validate(config)
         assert [f.status for f in outstanding_freezes(ledger, cs.BUCKET)] == ["applied"]
-        thaw_bucket(parsed, ledger)
+        thaw_bucket(oss_client(parsed), ledger)
         assert outstanding_freezes(ledger, cs.BUCKET) == []
     finally:
         ledger.dispose()

@@ -301,7 +301,7 @@ def test_refused_calls_raise_texts_without_the_secret(emulator, tmp_path, monkey
     """ACR and OSS refusing the wrong secret, and preflight turning that into one line: no
     exception in any chain, in any text form (pickled too), holds either secret."""
     from acr_gc.cloud import credentials
-    from acr_gc.cloud.clients import acr_client, oss_client
+    from acr_gc.cloud.clients import CloudClients, acr_client, oss_client
     from acr_gc.cloud.errors import AuthError
     from acr_gc.config import Config
     from acr_gc.tasks.preflight import BadInput, preflight
@@ -317,7 +317,7 @@ def test_refused_calls_raise_texts_without_the_secret(emulator, tmp_path, monkey
             call()
         texts[name] = every_text_of(refused.value)
     with pytest.raises(BadInput) as blocked:
-        preflight(config)
+        preflight(config, CloudClients.from_config(config))
     texts["preflight"] = every_text_of(blocked.value)
     credentials.reset_chain()
 
