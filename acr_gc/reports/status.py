@@ -17,13 +17,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import select
 
 from acr_gc.cloud.errors import CloudError
 from acr_gc.ledger import Ledger, Run
-from acr_gc.ledger.instance_lock import live_holder
-from acr_gc.rules.figures import SAVINGS_COLUMNS
 from acr_gc.ledger.freezes import outstanding_freezes
+from acr_gc.ledger.instance_lock import live_holder
+from acr_gc.ledger.runs import all_runs
+from acr_gc.rules.figures import SAVINGS_COLUMNS
+from acr_gc.rules.run_state import RunState
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,7 @@ def cloud_now(config) -> datetime:
 def instance_status(ledger: Ledger, config, now: datetime) -> list[dict]:
     """One entry per instance the ledger knows, sorted by instance id; ``config`` (or
     None) gives the cloud access to read each bucket's policy, ``now`` the cloud's clock."""
-    with ledger.session() as session:
-        runs = list(session.scalars(select(Run).order_by(Run.started_at, Run.run_id)))
+    runs = all_runs(ledger)
     by_instance: dict[str, list[Run]] = {}
     for run in runs:
         by_instance.setdefault(run.instance_id, []).append(run)
@@ -98,7 +98,7 @@ def instance_status(ledger: Ledger, config, now: datetime) -> list[dict]:
             {"run_id": run.run_id, "window_end": _iso(run.window_end),
              "days_left": round(max(0.0, (run.window_end - now).total_seconds() / DAY_S), 2)
              if run.window_end else None}
-            for run in mine if run.state == "GC_DONE"
+            for run in mine if run.state is RunState.GC_DONE
         ]
         entries.append({
             "instance_id": instance_id,
