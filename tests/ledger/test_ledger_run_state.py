@@ -94,3 +94,21 @@ def test_unknown_names_are_refused():
 def test_the_groups():
     assert FINISHED == set(RunState) - {S.RUNNING}
     assert GC_ENDED == {S.GC_DONE, S.COMPLETE}
+
+
+def test_summary_json_holds_the_plain_name_and_never_running():
+    from pydantic import ValidationError
+
+    from acr_gc.reports.summary import CostSummary, Summary
+
+    def summary(state):
+        return Summary(run_id="r", instance_id="i", bucket="b", state=state,
+                       cost=CostSummary(currency="CNY", price_per_gb_month=0.12))
+
+    dumped = summary("GC_DONE").model_dump(mode="json")
+    assert type(dumped["state"]) is str and dumped["state"] == "GC_DONE"
+    assert '"state":"COMPLETE"' in summary(S.COMPLETE).model_dump_json()
+    with pytest.raises(ValidationError, match="never RUNNING"):
+        summary("RUNNING")
+    with pytest.raises(ValidationError):
+        summary("DONE")
