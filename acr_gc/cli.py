@@ -292,7 +292,7 @@ def _preflight_or_exit(config) -> None:
 def run_exit_code(state: str) -> int:
     """0 when GC is done (GC_DONE, COMPLETE), 3 when the run stopped before any change
     (BLOCKED, REJECTED), 1 otherwise (FAILED, CANCELED, no summary)."""
-    from acr_gc.rules.run_state import RunState  # imported here: the CLI starts without pandas
+    from acr_gc.ledger.states import RunState  # imported here: the CLI starts without pandas
 
     return {RunState.GC_DONE: 0, RunState.COMPLETE: 0, RunState.BLOCKED: 3, RunState.REJECTED: 3}.get(state, 1)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from acr_gc.config import Config
 from acr_gc.reports.console import human_bytes
-from acr_gc.rules.run_state import RunState
+from acr_gc.ledger.states import RunState
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from acr_gc.config import Config
 from acr_gc.flows.reclaim import reclaim_storage
 from acr_gc.reports.files import new_run_id
-from acr_gc.rules.run_state import RunState
+from acr_gc.ledger.states import RunState
 
 
 class InstanceOutcome(BaseModel):

@@ -18,7 +18,7 @@ from acr_gc.config import Config
 from acr_gc.reports import files
 from acr_gc.reports.summary import CostSummary, PlanSummary, Summary
 from acr_gc.rules.plan_result import PlanResult
-from acr_gc.rules.run_state import RunState
+from acr_gc.ledger.states import RunState
 from acr_gc.rules.window import Window
 from acr_gc.tasks.checks import release_check
 from acr_gc.tasks.planning import plan_instance_steps

@@ -43,7 +43,7 @@ from acr_gc.reports.summary import (
     StorageSummary,
     Summary,
 )
-from acr_gc.rules.run_state import GC_ENDED, RunState
+from acr_gc.ledger.states import GC_ENDED, RunState
 from acr_gc.rules.verification import Verification, readings_consistent, verify_deletions
 from acr_gc.rules.window import window_end
 from acr_gc.seat import seat

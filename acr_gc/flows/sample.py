@@ -19,7 +19,7 @@ from acr_gc.config import Config
 from acr_gc.ledger import Ledger, Run
 from acr_gc.ledger.runs import close_window
 from acr_gc.ledger.runs import open_windows as runs_with_open_windows
-from acr_gc.rules.run_state import RunState
+from acr_gc.ledger.states import RunState
 from acr_gc.tasks.freeze import settle_freeze
 from acr_gc.tasks.sampling import sample_bucket
 

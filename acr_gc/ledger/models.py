@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from acr_gc.rules.run_state import RunState
+from acr_gc.ledger.states import RunState
 
 
 class UtcDateTime(TypeDecorator):

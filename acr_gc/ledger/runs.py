@@ -1,7 +1,7 @@
 """The ledger's runs: opening, updating, listing them, and every change of a run's state.
 
 A run's state changes only here (:func:`move_run`), and only along the moves
-:mod:`acr_gc.rules.run_state` allows; :func:`update_run` sets any other column and refuses
+:mod:`acr_gc.ledger.states` allows; :func:`update_run` sets any other column and refuses
 the state. The flow and the CLI call :func:`close_window` to make a GC_DONE run COMPLETE
 once its release window is sampled past its end; report building reads and renders the
 state, never changes it.
@@ -20,7 +20,7 @@ from acr_gc.ledger.models import Run
 from acr_gc.ledger.samples import load_samples
 from acr_gc.ledger.store import Ledger
 from acr_gc.rules.figures import storage_figures
-from acr_gc.rules.run_state import GC_ENDED, RunState, check_transition
+from acr_gc.ledger.states import GC_ENDED, RunState, check_transition
 
 
 def open_run(ledger: Ledger, run_id: str, *, instance_id: str, bucket: str, region: str, state: RunState,
@@ -52,7 +52,7 @@ def update_run(ledger: Ledger, run_id: str, **fields) -> None:
 def move_run(ledger: Ledger, run_id: str, to: RunState | str, **fields) -> RunState:
     """Record the run in state ``to`` (with other columns, e.g. its message and end time).
 
-    Raises :class:`~acr_gc.rules.run_state.IllegalTransition` (nothing written) when the
+    Raises :class:`~acr_gc.ledger.states.IllegalTransition` (nothing written) when the
     table of moves does not allow it, LookupError for an unknown run."""
     with ledger.session() as session:
         run = _locked(session, run_id)

@@ -50,7 +50,7 @@ from acr_gc.rules.figures import (
     summary_cost_block,
     summary_storage_block,
 )
-from acr_gc.rules.run_state import FINISHED
+from acr_gc.ledger.states import FINISHED
 
 
 class ReportError(ValueError):

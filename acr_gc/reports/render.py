@@ -28,7 +28,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from acr_gc.reports.chart import storage_chart
 from acr_gc.reports.files import _atomic_write, csv_text, write_csv
 from acr_gc.rules.figures import GIB, SAVINGS_COLUMNS, StorageFigures, normalize_samples
-from acr_gc.rules.run_state import RunState
+from acr_gc.ledger.states import RunState
 
 SAMPLES_CSV_COLUMNS = ["time", "storage_bytes", "object_count", "phase"]
 NAMESPACE_COLUMNS = ["namespace", "tags", "expired", "unregenerable", "expected_bytes"]

@@ -24,7 +24,7 @@ from acr_gc.ledger.freezes import outstanding_freezes
 from acr_gc.ledger.instance_lock import live_holder
 from acr_gc.ledger.runs import all_runs
 from acr_gc.rules.figures import SAVINGS_COLUMNS
-from acr_gc.rules.run_state import RunState
+from acr_gc.ledger.states import RunState
 
 log = logging.getLogger(__name__)
 

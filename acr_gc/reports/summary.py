@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 # The pipeline's states (DESIGN section 10), plus PLANNED for an `acr-gc plan` run whose
 # gate passed: it changed nothing and has no GC to report. Never RUNNING: summary.json
 # says how a run ended (or how its plan came out).
-from acr_gc.rules.run_state import RunState
+from acr_gc.ledger.states import RunState
 
 
 class _Block(BaseModel):

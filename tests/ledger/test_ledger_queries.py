@@ -15,7 +15,7 @@ import pytest
 from acr_gc.gc.driver import GcStatus
 from acr_gc.ledger import Ledger
 from acr_gc.ledger import approvals, freezes, gc_tasks, runs, samples
-from acr_gc.rules.run_state import IllegalTransition, RunState
+from acr_gc.ledger.states import IllegalTransition, RunState
 
 T0 = datetime(2024, 6, 10, tzinfo=timezone.utc)
 END = T0 + timedelta(days=5)

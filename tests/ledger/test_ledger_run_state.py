@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from acr_gc.rules.run_state import (
+from acr_gc.ledger.states import (
     FINISHED,
     GC_ENDED,
     IllegalTransition,

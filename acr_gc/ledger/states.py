@@ -9,7 +9,9 @@ The values are the strings the ledger's ``runs.state`` column and summary.json h
 ``RunState`` member *is* its name (a ``StrEnum``), so files and rows stay byte-identical.
 
 The allowed moves are :data:`TRANSITIONS`; :func:`acr_gc.ledger.runs.move_run` refuses
-any other, so a bug cannot turn a finished run back into a running one. Pure: no I/O.
+any other, so a bug cannot turn a finished run back into a running one. Pure: no I/O,
+and no import beyond the standard library (the ledger's models use it, and importing the
+ledger must stay light: no pandas).
 """
 
 from __future__ import annotations
