@@ -72,3 +72,16 @@ def test_run_states_are_named_through_the_enum():
             if STATE_LITERAL.search(line.split("#")[0]):
                 offenders.append(f"{name}:{n}: {line.strip()}")
     assert offenders == []
+
+
+def test_importing_the_ledger_stays_light():
+    """``acr_gc.ledger`` (models, store, states) loads without pandas: processes that only
+    hold a lock import it (tests/reliability/test_instance_lock.py patches datetime first,
+    which pandas cannot load under), and so does every CLI command before its real work."""
+    import subprocess
+    import sys
+
+    probe = "import sys, acr_gc.ledger, acr_gc.ledger.instance_lock; print('pandas' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
