@@ -307,7 +307,12 @@ def _preflight_meanwhile(config) -> Iterator[None]:
         checks.result()  # re-raises the typer.Exit of a failed check
 
 
-RUN_EXIT_CODES = {"GC_DONE": 0, "COMPLETE": 0, "BLOCKED": 3, "REJECTED": 3, "FAILED": 1, "CANCELED": 1}
+def run_exit_code(state: str) -> int:
+    """0 when GC is done (GC_DONE, COMPLETE), 3 when the run stopped before any change
+    (BLOCKED, REJECTED), 1 otherwise (FAILED, CANCELED, no summary)."""
+    from acr_gc.ledger.states import RunState  # imported here: the CLI starts without pandas
+
+    return {RunState.GC_DONE: 0, RunState.COMPLETE: 0, RunState.BLOCKED: 3, RunState.REJECTED: 3}.get(state, 1)
 
 
 @app.command("run")
@@ -343,7 +348,7 @@ def run_command(
         fail(f"run ended {state.type.value} without a summary: {state.message}", code=1)
     _print_run_lines(summary, state.message)
     typer.echo(str(folder))
-    raise typer.Exit(RUN_EXIT_CODES.get(summary["state"], 1))
+    raise typer.Exit(run_exit_code(summary["state"]))
 
 
 def _print_run_lines(summary: dict, message: str | None) -> None:
@@ -360,7 +365,7 @@ def _print_run_lines(summary: dict, message: str | None) -> None:
         first += f"; GC task {gc['task_id']} {gc.get('state')}, {gc.get('tags_deleted')} tags deleted"
     if plan:
         first += f" of {plan['tags_expired']} planned ({plan['tags_total']} tags in all)"
-    if message and state not in ("GC_DONE", "COMPLETE"):
+    if message and run_exit_code(state) != 0:  # GC not done: the message says why
         first += f" — {printable(message.removeprefix(state + ': '))}"  # it may quote tag names
     typer.echo(first)
     if storage.get("before_bytes") is None:
@@ -448,36 +453,35 @@ def report_command(
     report.md, report.html), and add its savings.csv row if its window has closed."""
     _start_prefect_api()
     config = _load(config_path)
-    from sqlalchemy.engine import make_url
-
-    from acr_gc.ledger import Run
-    from acr_gc.reports.build import ReportError, build_report, finalize_savings, latest_run_id
+    from acr_gc.ledger.runs import close_window, get_run, latest_finished_run_id
+    from acr_gc.ledger.urls import shown_url
+    from acr_gc.reports.build import ReportError, finalize_savings, render_report
     from acr_gc.reports.render import gib, money, pct
 
     ledger = _ledger_or_exit(config)
-    shown_url = make_url(config.ledger.url).render_as_string(hide_password=True)  # never a password on screen
+    url = shown_url(config.ledger.url)  # never a password on screen
     instance = config.target.instance_id
-    run_id = run or latest_run_id(ledger, instance)
+    run_id = run or latest_finished_run_id(ledger, instance)
     if run_id is None:
-        fail(f"no finished run of instance {instance} in the ledger {shown_url}")
-    with ledger.session() as session:
-        row = session.get(Run, run_id)
-        owner = row.instance_id if row is not None else None
+        fail(f"no finished run of instance {instance} in the ledger {url}")
+    row = get_run(ledger, run_id)
+    owner = row.instance_id if row is not None else None
     if owner is None:
-        fail(f"no run {run_id!r} in the ledger {shown_url}")
+        fail(f"no run {run_id!r} in the ledger {url}")
     if owner != instance:
         fail(f"run {run_id} belongs to instance {owner}, not to the configured {instance}")
     _prefect_api_ready()
     try:
-        folder = build_report(ledger, run_id)
+        close_window(ledger, run_id)  # a window that has closed makes the run COMPLETE before it is rendered
+        folder, rendered = render_report(ledger, run_id)
         final = finalize_savings(ledger, run_id)
     except ReportError as exc:
         fail(f"run {run_id}: {exc}")
-    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    summary = rendered.model_dump(mode="json")
     if final:  # this command made the report final: told once, as the sampler would
         from acr_gc import notify
 
-        notify.send(config, "COMPLETE", summary, folder, "the release window closed: the report is final")
+        notify.send(config, rendered.state, summary, folder, "the release window closed: the report is final")
     storage, cost = summary["storage"], summary["cost"]
     typer.echo(f"state: {summary['state']}" + ("" if storage["window_complete"] else " (window not complete: provisional)"))
     if storage["reclaimed_bytes"] is not None:
@@ -566,7 +570,7 @@ def fleet_command(
     for outcome in outcomes:  # one line per instance: its state, and why when it says more
         why = (outcome.message or "").removeprefix(f"{outcome.state}: ").removeprefix(outcome.state)
         typer.echo(f"{outcome.instance_id}: {outcome.state}" + (f": {why}" if why else ""))
-    codes = {RUN_EXIT_CODES.get(outcome.state, 1) for outcome in outcomes}
+    codes = {run_exit_code(outcome.state) for outcome in outcomes}
     raise typer.Exit(1 if 1 in codes else 3 if 3 in codes else 0)
 
 
@@ -597,7 +601,7 @@ def demo_command(
         fail(f"demo run ended {state.type.value} without a summary: {state.message}", code=1)
     _print_run_lines(summary, state.message)
     typer.echo(str(folder))
-    if summary["state"] not in ("GC_DONE", "COMPLETE"):
+    if run_exit_code(summary["state"]) != 0:
         raise typer.Exit(1)
 
 

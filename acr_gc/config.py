@@ -229,28 +229,10 @@ class Ledger(_Section):
     @field_validator("url")
     @classmethod
     def _a_database_url(cls, value: str) -> str:
-        """Parsed and its driver imported by SQLAlchemy itself; the message never repeats
-        the URL, which may hold a password."""
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+        """A URL the ledger can open (:func:`acr_gc.ledger.urls.check_url`)."""
+        from acr_gc.ledger.urls import check_url
 
-        try:
-            url = make_url(value)
-        except (ArgumentError, ValueError):
-            raise ValueError("not a database URL such as sqlite:///.acr-gc/ledger.db") from None
-        if url.password:  # the config is the flow's parameter: Prefect would store and show it
-            raise ValueError("holds a password, which would be stored and shown as a flow parameter: leave it out "
-                             "of the URL and give it through PGPASSWORD or ~/.pgpass")
-        try:
-            dialect = url.get_dialect()
-            dialect.import_dbapi()
-            dialect().create_connect_args(url)  # the dialect's own URL form, without connecting
-        except NoSuchModuleError:
-            raise ValueError(f"unknown database {url.drivername!r}") from None
-        except ImportError as exc:
-            raise ValueError(f"the driver for {url.drivername!r} is not installed ({exc.name})") from None
-        except ArgumentError:
-            raise ValueError(f"not a valid {url.get_backend_name()} URL") from None
+        check_url(value)
         return value
 
 
@@ -358,12 +340,10 @@ def load_config(path: str | Path) -> Config:
 def _ledger_beside(config: Config, folder: Path) -> Config:
     """A relative SQLite ledger path is taken relative to the config file's folder, not the
     working directory: ``acr-gc thaw`` run from another folder must find the same ledger."""
-    from sqlalchemy.engine import make_url
+    from acr_gc.ledger.urls import beside
 
-    url = make_url(config.ledger.url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" \
-            or url.database.startswith("file:") or Path(url.database).is_absolute():
+    resolved = beside(config.ledger.url, folder)
+    if resolved == config.ledger.url:
         return config
-    resolved = url.set(database=str((folder / url.database).resolve()))
-    ledger = config.ledger.model_copy(update={"url": resolved.render_as_string(hide_password=False)})
+    ledger = config.ledger.model_copy(update={"url": resolved})
     return config.model_copy(update={"ledger": ledger})

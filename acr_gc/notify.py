@@ -16,10 +16,13 @@ from pathlib import Path
 
 from acr_gc.config import Config
 from acr_gc.reports.console import human_bytes
+from acr_gc.ledger.states import RunState
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("BLOCKED", "REJECTED", "FAILED", "CANCELED", "AWAITING_APPROVAL", "GC_DONE", "COMPLETE")
+AWAITING_APPROVAL = "AWAITING_APPROVAL"  # the one event that is not a run state
+EVENTS = (RunState.BLOCKED, RunState.REJECTED, RunState.FAILED, RunState.CANCELED, AWAITING_APPROVAL,
+          RunState.GC_DONE, RunState.COMPLETE)
 
 
 def _load_block(name: str):

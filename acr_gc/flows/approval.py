@@ -24,7 +24,7 @@ from prefect.input import RunInput
 
 from acr_gc.config import Config
 from acr_gc.ledger import Ledger
-from acr_gc.ledger.models import Approval
+from acr_gc.ledger.approvals import record_approval
 from acr_gc.reports.console import human_bytes, printable
 from acr_gc.seat import Decision, seat
 
@@ -104,10 +104,9 @@ def approve_plan(config: Config, ledger: Ledger, run_id: str, plan: dict, folder
         decision = Decision(False, decision.answered_by,
                             f"{decision.answered_by!r} is not in approval.approvers; the answer does not count",
                             decision.via)
-    with ledger.session() as session:
-        session.merge(Approval(run_id=run_id, asked_at=asked_at, answered_at=datetime.now(timezone.utc),
-                               approved=decision.approved, answered_by=decision.answered_by,
-                               reason=decision.reason, via=decision.via))
+    record_approval(ledger, run_id, asked_at=asked_at, answered_at=datetime.now(timezone.utc),
+                    approved=decision.approved, answered_by=decision.answered_by, reason=decision.reason,
+                    via=decision.via)
     if not decision.approved:
         raise Rejected(f"plan not approved ({decision.via}, by {printable(decision.answered_by)}): "
                        f"{printable(decision.reason) or 'no reason given'}; nothing was changed")
@@ -126,8 +125,3 @@ def _ask_in_prefect(config: Config, text: str) -> Decision:
     except FlowPauseTimeout:
         return Decision(False, "nobody", f"no answer within approval.timeout ({timeout} s)", "timeout")
     return Decision(answer.approve, answer.answered_by, answer.reason, "prefect")
-
-
-def recorded(ledger: Ledger, run_id: str) -> Approval | None:
-    with ledger.session() as session:
-        return session.get(Approval, run_id)

@@ -24,13 +24,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from acr_gc.config import Config
 from acr_gc.flows.reclaim import reclaim_storage
 from acr_gc.reports.files import new_run_id
+from acr_gc.ledger.states import RunState
 
 
 class InstanceOutcome(BaseModel):
     instance_id: str
     region: str
     run_id: str
-    state: str  # the summary.json state, or FAILED when the run left no summary
+    state: RunState  # the summary.json state, or FAILED when the run left no summary
     flow_state: str
     message: str | None = None
     tags_deleted: int | None = None
@@ -70,7 +71,7 @@ def reclaim_instance(config: Config) -> InstanceOutcome:
             state = reclaim_storage(config, run_id=run_id, return_state=True)
     except Exception as exc:  # a crashed child must not take the fleet down
         return InstanceOutcome(instance_id=target.instance_id, region=target.region, run_id=run_id,
-                               state="FAILED", flow_state="CRASHED", message=str(exc).splitlines()[0][:300])
+                               state=RunState.FAILED, flow_state="CRASHED", message=str(exc).splitlines()[0][:300])
     # A flow's returned state keeps its data as a result record (Prefect 3), not the dict:
     # read it back; a crashed or cancelled child may hold an exception instead.
     try:
@@ -82,7 +83,7 @@ def reclaim_instance(config: Config) -> InstanceOutcome:
         instance_id=target.instance_id,
         region=target.region,
         run_id=run_id,
-        state=data.get("state", "FAILED"),
+        state=data.get("state", RunState.FAILED),
         flow_state=state.type.value,
         message=state.message,
         tags_deleted=(data.get("gc") or {}).get("tags_deleted"),

@@ -22,6 +22,7 @@ from acr_gc.config import Config
 from acr_gc.reports import files
 from acr_gc.reports.summary import CostSummary, PlanSummary, Summary
 from acr_gc.rules.plan_result import PlanResult
+from acr_gc.ledger.states import RunState
 from acr_gc.rules.window import Window
 from acr_gc.tasks.checks import release_check
 from acr_gc.tasks.planning import plan_instance_steps
@@ -60,7 +61,7 @@ def plan_instance(config: Config, run_id: str | None = None) -> PlanOutcome:
             run_id=run_id,
             instance_id=config.target.instance_id,
             bucket=config.target.bucket,
-            state="PLANNED" if result.gate.passed and bucket_blocked is None else "BLOCKED",
+            state=RunState.PLANNED if result.gate.passed and bucket_blocked is None else RunState.BLOCKED,
             plan=PlanSummary(**result.summary),
             cost=CostSummary(currency=config.report.currency, price_per_gb_month=config.report.price_per_gb_month),
         ),

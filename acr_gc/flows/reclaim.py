@@ -12,7 +12,6 @@ never came is planned afresh). The run's cloud adapters are built once, at its s
 and each step is handed the one it uses.
 """
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -31,9 +30,12 @@ from acr_gc.cloud.clients import CloudClients
 from acr_gc.config import Config
 from acr_gc.flows.approval import Rejected, approve_plan
 from acr_gc.gc import TERMINAL_STATES, GcStatus, make_driver
-from acr_gc.ledger import Ledger, Run, Sample
+from acr_gc.ledger import Ledger, Sample
+from acr_gc.ledger import runs
+from acr_gc.ledger.gc_tasks import record_gc_status
 from acr_gc.ledger.instance_lock import InstanceBusy, InstanceLease, acquire
 from acr_gc.ledger.plans import load_rule_table, save_plan, save_rule_table
+from acr_gc.ledger.samples import copy_baseline
 from acr_gc.reports import files
 from acr_gc.reports.console import printable  # names from the API reach terminals and logs
 from acr_gc.reports.summary import (
@@ -44,6 +46,7 @@ from acr_gc.reports.summary import (
     StorageSummary,
     Summary,
 )
+from acr_gc.ledger.states import GC_ENDED, RunState
 from acr_gc.rules.verification import Verification, readings_consistent, verify_deletions
 from acr_gc.rules.window import window_end
 from acr_gc.seat import seat
@@ -51,7 +54,6 @@ from acr_gc.tasks import inventory as inv
 from acr_gc.tasks.checks import CheckFailed, check_bucket, check_whitelist
 from acr_gc.tasks.freeze import FrozenBucket, bucket_frozen, stray_freezes
 from acr_gc.tasks.gc_run import GcOutcome, adopt_gc, start_gc, watch_gc
-from acr_gc.tasks.gc_run import _record as record_gc_status
 from acr_gc.tasks.planning import list_repositories, list_tags, plan_instance_steps
 from acr_gc.tasks.preflight import BadInput, preflight
 from acr_gc.tasks.recheck import recheck_before_gc
@@ -71,44 +73,43 @@ class UnexpectedDeletions(RuntimeError):
 class _Journal:
     """The run's summary as it grows, mirrored to summary.json and the ledger's run row."""
 
-    def __init__(self, config: Config, ledger: Ledger, run_id: str, state: str = "RUNNING"):
+    def __init__(self, config: Config, ledger: Ledger, run_id: str, state: RunState = RunState.RUNNING):
         self.config, self.ledger, self.run_id = config, ledger, run_id
         self.folder = files.run_dir(config.report.out_dir, config.target.instance_id, run_id)
         self.summary = Summary(
             run_id=run_id,
             instance_id=config.target.instance_id,
             bucket=config.target.bucket,
-            state="FAILED",
+            state=RunState.FAILED,
             cost=CostSummary(currency=config.report.currency, price_per_gb_month=config.report.price_per_gb_month),
         )
         ctx = FlowRunContext.get()
-        with ledger.session() as session:
-            session.merge(
-                Run(
-                    run_id=run_id,
-                    instance_id=config.target.instance_id,
-                    bucket=config.target.bucket,
-                    region=config.target.region,
-                    state=state,
-                    started_at=datetime.now(timezone.utc),
-                    flow_run_id=str(ctx.flow_run.id) if ctx and ctx.flow_run else None,
-                    out_dir=str(config.report.out_dir),
-                    price_per_gb_month=config.report.price_per_gb_month,
-                    currency=config.report.currency,
-                )
-            )
+        runs.open_run(
+            ledger,
+            run_id,
+            instance_id=config.target.instance_id,
+            bucket=config.target.bucket,
+            region=config.target.region,
+            state=state,
+            started_at=datetime.now(timezone.utc),
+            flow_run_id=str(ctx.flow_run.id) if ctx and ctx.flow_run else None,
+            out_dir=str(config.report.out_dir),
+            price_per_gb_month=config.report.price_per_gb_month,
+            currency=config.report.currency,
+        )
 
     def update_run(self, **fields) -> None:
-        with self.ledger.session() as session:
-            run = session.get(Run, self.run_id)
-            for name, value in fields.items():
-                setattr(run, name, value)
+        runs.update_run(self.ledger, self.run_id, **fields)
 
-    def finish(self, state: str, message: str | None) -> None:
+    def finish(self, state: RunState, message: str | None) -> None:
+        """The run's end: summary.json first (the ledger may be what failed), then the
+        ledger's row, moved to ``state`` if the table of moves allows it."""
         self.summary.state = state
         files.write_summary(self.summary, self.folder)
-        self.update_run(
-            state=state,
+        runs.move_run(
+            self.ledger,
+            self.run_id,
+            state,
             message=message,
             finished_at=datetime.now(timezone.utc),
             plan_json=self.summary.plan.model_dump_json() if self.summary.plan else None,
@@ -140,9 +141,9 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         lease = acquire(ledger, config.target.instance_id, run_id)
     except InstanceBusy as exc:
         logger.error("run blocked before any change: %s", exc)
-        journal = _Journal(config, ledger, run_id, state="BLOCKED")
-        journal.finish("BLOCKED", str(exc))
-        notify.send(config, "BLOCKED", journal.summary.model_dump(mode="json"), journal.folder, str(exc))
+        journal = _Journal(config, ledger, run_id, state=RunState.BLOCKED)
+        journal.finish(RunState.BLOCKED, str(exc))
+        notify.send(config, RunState.BLOCKED, journal.summary.model_dump(mode="json"), journal.folder, str(exc))
         return Failed(message=f"BLOCKED: {exc}", data=journal.summary.model_dump(mode="json"))
     with lease, closing(clients):
         inherited = take_over_dead_runs(ledger, config.target.instance_id, run_id,
@@ -210,8 +211,8 @@ def _reclaim(run: _Run) -> State:
                 run.freeze.release()  # only if GC is confirmed ended
             verification = _verify(run)
             state, message = _judge(run, verification)
-            if state == "GC_DONE":
-                _notify(run, "GC_DONE")
+            if state is RunState.GC_DONE:
+                _notify(run, RunState.GC_DONE)
                 _sample_window(run)
             run.freeze.release()
         return _finish(run, state, message)
@@ -274,8 +275,8 @@ def _gate_message(gate: rules.GateResult) -> str:
 
 def _blocked(run: _Run, exc: Exception) -> State:
     run.logger.error("run blocked before any change: %s", printable(str(exc)))
-    run.journal.finish("BLOCKED", str(exc))
-    _notify(run, "BLOCKED", str(exc))
+    run.journal.finish(RunState.BLOCKED, str(exc))
+    _notify(run, RunState.BLOCKED, str(exc))
     return Failed(message=f"BLOCKED: {exc}", data=run.summary.model_dump(mode="json"))
 
 
@@ -283,13 +284,13 @@ def _approve(run: _Run) -> None:
     """A run taking over a killed run's GC task does not ask again: that plan was approved."""
     if run.config.approval.required and run.inherited is None:
         approve_plan(run.config, run.ledger, run.run_id, run.summary.plan.model_dump(), run.journal.folder,
-                     on_waiting=lambda text: _notify(run, "AWAITING_APPROVAL", text))
+                     on_waiting=lambda text: _notify(run, notify.AWAITING_APPROVAL, text))
 
 
 def _rejected(run: _Run, exc: Rejected) -> State:
     run.logger.error("run rejected before any change: %s", exc)
-    run.journal.finish("REJECTED", str(exc))
-    _notify(run, "REJECTED", str(exc))
+    run.journal.finish(RunState.REJECTED, str(exc))
+    _notify(run, RunState.REJECTED, str(exc))
     return Failed(message=f"REJECTED: {exc}", data=run.summary.model_dump(mode="json"))
 
 
@@ -389,22 +390,22 @@ def _verify(run: _Run) -> Verification:
     return verification
 
 
-def _judge(run: _Run, verification: Verification) -> tuple[str, str | None]:
+def _judge(run: _Run, verification: Verification) -> tuple[RunState, str | None]:
     """The run's state from how GC ended. A task cancelled because it passed gc.timeout is
     a failed run, not a cancelled one."""
     outcome, summary = run.outcome, run.summary
     status = outcome.status
     if not outcome.timed_out and (outcome.cancelled_by_flow or status.state == "CANCELED"):
-        return "CANCELED", (f"GC task {status.task_id} was cancelled; {summary.gc.tags_deleted} planned tag(s) "
+        return RunState.CANCELED, (f"GC task {status.task_id} was cancelled; {summary.gc.tags_deleted} planned tag(s) "
                             f"deleted, {len(verification.missed)} left")
     if status.state != "SUCCESS" or outcome.timed_out:
         running = status.state not in TERMINAL_STATES
         why = status.error or ("left running (gc.on_timeout: leave)" if running else "see the driver")
-        return "FAILED", (f"GC task {status.task_id} {'is still' if running else 'ended'} {status.state}"
+        return RunState.FAILED, (f"GC task {status.task_id} {'is still' if running else 'ended'} {status.state}"
                           f"{' after gc.timeout' if outcome.timed_out else ''}: {why}")
     if len(verification.missed):
         run.logger.warning("%d planned tag(s) are still present after GC", len(verification.missed))
-    return "GC_DONE", None
+    return RunState.GC_DONE, None
 
 
 def _sample_window(run: _Run) -> None:
@@ -439,16 +440,16 @@ def _days_of(run: _Run, bar) -> Callable[[Sample], None]:
     return sampled
 
 
-def _finish(run: _Run, state: str, message: str | None) -> State:
+def _finish(run: _Run, state: RunState, message: str | None) -> State:
     message = _with_freeze_note(run, message)
     run.journal.finish(state, message)
-    _report(run.ledger, run.run_id, run.journal)
-    data = json.loads((run.journal.folder / "summary.json").read_text(encoding="utf-8"))
-    if data["state"] != "GC_DONE":  # GC_DONE was told when GC ended
-        notify.send(run.config, data["state"], data, run.journal.folder, message)
-    if data["state"] in ("GC_DONE", "COMPLETE"):
-        return Completed(message=data["state"], data=data)
-    if state == "CANCELED":
+    reported = _report(run.ledger, run.run_id, run.journal)
+    data = reported.model_dump(mode="json")
+    if reported.state is not RunState.GC_DONE:  # GC_DONE was told when GC ended
+        notify.send(run.config, reported.state, data, run.journal.folder, message)
+    if reported.state in GC_ENDED:
+        return Completed(message=reported.state.value, data=data)
+    if state is RunState.CANCELED:
         return Cancelled(message=message, data=data)
     return Failed(message=message, data=data)
 
@@ -482,7 +483,7 @@ def _ends_failed_or_cancelled(run: _Run) -> Iterator[None]:
                        f"{summary.gc.tags_deleted} planned tag(s) deleted")
         message = _with_freeze_note(run, message)
         try:
-            run.journal.finish("CANCELED" if cancelled else "FAILED", message)
+            run.journal.finish(RunState.CANCELED if cancelled else RunState.FAILED, message)
         except Exception as finish_error:  # summary.json is written first; the ledger may be what failed
             run.logger.error("could not record the run's end in the ledger: %s", finish_error)
         if summary.gc is not None and summary.gc.task_id:
@@ -490,7 +491,7 @@ def _ends_failed_or_cancelled(run: _Run) -> Iterator[None]:
                 _report(run.ledger, run.run_id, run.journal)
             except Exception as report_error:
                 run.logger.error("could not render the report: %s", report_error)
-        _notify(run, "CANCELED" if cancelled else "FAILED", message)
+        _notify(run, RunState.CANCELED if cancelled else RunState.FAILED, message)
         raise
 
 
@@ -516,22 +517,20 @@ def _baseline(run: _Run) -> Sample:
     config, ledger, run_id, inherited = run.config, run.ledger, run.run_id, run.inherited
     if inherited is None:
         return baseline_sample(config, run.clients.oss, ledger, run_id)
-    kept = inherited.before
-    with ledger.session() as session:
-        copy = Sample(run_id=run_id, bucket=kept.bucket, taken_at=kept.taken_at, storage_bytes=kept.storage_bytes,
-                      object_count=kept.object_count, phase="before")
-        session.add(copy)
-    return copy
+    return copy_baseline(ledger, inherited.before, run_id)
 
 
-def _report(ledger: Ledger, run_id: str, journal: _Journal) -> None:
-    """The report files and artifacts from the ledger; a complete window adds the savings row."""
-    from acr_gc.reports.build import build_report, finalize_savings
+def _report(ledger: Ledger, run_id: str, journal: _Journal) -> Summary:
+    """A closed window first makes the run COMPLETE (in the ledger); then the report files
+    and artifacts from the ledger, and a complete window adds the savings row. Returns the
+    summary.json written."""
+    from acr_gc.reports.build import finalize_savings, render_report
 
-    build_report(ledger, run_id)
+    runs.close_window(ledger, run_id)
+    _, reported = render_report(ledger, run_id)
     finalize_savings(ledger, run_id)
-    with ledger.session() as session:
-        journal.summary.state = session.get(Run, run_id).state
+    journal.summary.state = reported.state
+    return reported
 
 
 def _one_line(exc: BaseException) -> str:

@@ -11,42 +11,36 @@ The cloud adapters are built once per flow run and handed to the steps.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from sqlalchemy import select
 
 from acr_gc import notify
 from acr_gc.cloud.clients import CloudClients
 from acr_gc.config import Config
 from acr_gc.ledger import Ledger, Run
+from acr_gc.ledger.runs import close_window
+from acr_gc.ledger.runs import open_windows as runs_with_open_windows
+from acr_gc.ledger.states import RunState
 from acr_gc.tasks.freeze import settle_freeze
 from acr_gc.tasks.sampling import sample_bucket
 
 
 def open_windows(ledger: Ledger, config: Config) -> list[Run]:
     """Runs of this instance whose GC is done and whose report is not final yet."""
-    with ledger.session() as session:
-        return list(
-            session.scalars(
-                select(Run)
-                .where(Run.instance_id == config.target.instance_id, Run.state == "GC_DONE")
-                .order_by(Run.started_at)
-            )
-        )
+    return runs_with_open_windows(ledger, config.target.instance_id)
 
 
 def close_or_update(config: Config, ledger: Ledger, run_id: str) -> Path:
-    """Re-render the run's report from the ledger; a closed window adds its savings row."""
-    from acr_gc.reports.build import build_report, finalize_savings
+    """Close the run's window if it has (GC_DONE → COMPLETE, in the ledger), re-render the
+    report from the ledger; a closed window adds its savings row."""
+    from acr_gc.reports.build import finalize_savings, render_report
 
-    folder = build_report(ledger, run_id)
-    with ledger.session() as session:
-        complete = session.get(Run, run_id).state == "COMPLETE"
-    if complete and finalize_savings(ledger, run_id):  # the report is final: told once
-        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-        notify.send(config, "COMPLETE", summary, folder, "the release window closed: the report is final")
+    state = close_window(ledger, run_id)
+    folder, summary = render_report(ledger, run_id)
+    if state is RunState.COMPLETE and finalize_savings(ledger, run_id):  # the report is final: told once
+        notify.send(config, RunState.COMPLETE, summary.model_dump(mode="json"), folder,
+                    "the release window closed: the report is final")
     return folder
 
 

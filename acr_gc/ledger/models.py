@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from acr_gc.ledger.states import RunState
+
 
 class UtcDateTime(TypeDecorator):
     """SQLite forgets time zones; store UTC and hand back aware datetimes on every engine."""
@@ -27,6 +29,20 @@ class UtcDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+class RunStateText(TypeDecorator):
+    """``runs.state``: the state's name as text (the column is unchanged), read back as a
+    :class:`RunState`, so code compares members, never strings."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else RunState(value).value
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else RunState(value)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -39,7 +55,7 @@ class Run(Base):
     bucket: Mapped[str] = mapped_column(String(128))
     region: Mapped[str] = mapped_column(String(64))
     # RUNNING while the flow works; then a summary.json state (BLOCKED … COMPLETE)
-    state: Mapped[str] = mapped_column(String(16), default="RUNNING")
+    state: Mapped[RunState] = mapped_column(RunStateText, default=RunState.RUNNING)
     message: Mapped[str | None] = mapped_column(Text, default=None)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)

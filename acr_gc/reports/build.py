@@ -3,21 +3,23 @@
 Typical use, when a run's samples change (end of the monthly flow, each sampler pass,
 ``acr-gc report``)::
 
+    close_window(ledger, run_id)              # acr_gc.ledger.runs: GC_DONE -> COMPLETE once the window closed
     folder = build_report(ledger, run_id)     # files + Prefect artifacts inside a run
     finalize_savings(ledger, run_id)          # one savings.csv row once the window closed
 
 ``build_report`` reads the Run row and its samples, computes the figures with
 :func:`acr_gc.rules.figures.storage_figures`, and writes ``summary.json`` (plan, gc and
 checks blocks from the ledger's JSON columns; storage and cost blocks from the figures),
-``samples.csv``, ``storage.png``, ``report.md`` and ``report.html``. A GC_DONE run whose
-window is complete becomes COMPLETE, in summary.json and in the ledger.
+``samples.csv``, ``storage.png``, ``report.md`` and ``report.html``. It only reads and
+renders: the run's state is the ledger's, moved by :mod:`acr_gc.ledger.runs` alone.
 
-Exactly once in savings.csv. ``finalize_savings`` reads the run (``SELECT … FOR UPDATE``
-where the database has it), returns at once when ``Run.savings_recorded`` is set, else
-appends the row and sets the flag in the same transaction, committed after the append.
-The crash window — the row appended, the process killed before the commit — is closed
-by :func:`acr_gc.reports.render.append_savings_row`, which does not add a row whose
-run_id is already in the file (under a file lock, so two samplers racing on SQLite,
+Exactly once in savings.csv. ``finalize_savings`` hands the row to
+:func:`acr_gc.ledger.runs.record_savings_once`, which reads the run (``SELECT … FOR
+UPDATE`` where the database has it), returns at once when ``Run.savings_recorded`` is
+set, else has the row appended and sets the flag in the same transaction, committed after
+the append. The crash window — the row appended, the process killed before the commit —
+is closed by :func:`acr_gc.reports.render.append_savings_row`, which does not add a row
+whose run_id is already in the file (under a file lock, so two samplers racing on SQLite,
 which has no row locks, cannot both add it). What remains: if someone deletes or moves
 savings.csv between such a crash and the next pass, the row is written again into the
 new file, once.
@@ -30,17 +32,17 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from acr_gc.ledger import Ledger, Run, Sample
+from acr_gc.ledger import Ledger, Run
+from acr_gc.ledger.approvals import approval_of
 from acr_gc.ledger.plans import load_rule_table
+from acr_gc.ledger.runs import get_run, record_savings_once
+from acr_gc.ledger.samples import samples_frame
 from acr_gc.reports import files
 from acr_gc.reports.render import NAMESPACE_COLUMNS, ReportInput, append_savings_row, write_report
 from acr_gc.rules import running_by_themselves
 from acr_gc.reports.summary import ChecksSummary, CostSummary, GcSummary, PlanSummary, StorageSummary, Summary
 from acr_gc.rules.figures import (
-    SAMPLE_COLUMNS,
     STALE_PHASE,
     StorageFigures,
     savings_row,
@@ -48,33 +50,19 @@ from acr_gc.rules.figures import (
     summary_cost_block,
     summary_storage_block,
 )
-
-REPORTABLE_STATES = {"PLANNED", "BLOCKED", "REJECTED", "FAILED", "CANCELED", "GC_DONE", "COMPLETE"}
-SAVINGS_STATES = {"GC_DONE", "COMPLETE"}  # runs whose GC finished: the ones with a saving
+from acr_gc.ledger.states import FINISHED
 
 
 class ReportError(ValueError):
     """The run cannot be reported (unknown id, still running); one line, for exit 2."""
 
 
-def load_samples(session: Session, run_id: str) -> pd.DataFrame:
-    """The run's samples (taken_at, storage_bytes, object_count, phase) by time."""
-    rows = session.execute(
-        select(Sample.taken_at, Sample.storage_bytes, Sample.object_count, Sample.phase)
-        .where(Sample.run_id == run_id)
-        .order_by(Sample.taken_at, Sample.id)
-    ).all()
-    frame = pd.DataFrame([tuple(r) for r in rows], columns=SAMPLE_COLUMNS)
-    if len(frame):
-        frame["taken_at"] = pd.to_datetime(frame["taken_at"], utc=True)
-    return frame
-
-
-def _get_run(session: Session, run_id: str, lock: bool = False) -> Run:
-    query = select(Run).where(Run.run_id == run_id)
-    run = session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
+def _reportable_run(ledger: Ledger, run_id: str) -> Run:
+    run = get_run(ledger, run_id)
     if run is None:
         raise ReportError(f"no run {run_id!r} in the ledger")
+    if run.state not in FINISHED:
+        raise ReportError(f"run is {run.state}: it has not finished (report it once it has, or pick another with --run)")
     return run
 
 
@@ -97,13 +85,13 @@ def _namespaces(run: Run) -> pd.DataFrame:
     return pd.DataFrame(records).reindex(columns=NAMESPACE_COLUMNS)
 
 
-def summary_of(run: Run, figures: StorageFigures, state: str) -> Summary:
+def summary_of(run: Run, figures: StorageFigures) -> Summary:
     """summary.json for the run: ledger blocks as recorded, storage and cost from figures."""
     return Summary(
         run_id=run.run_id,
         instance_id=run.instance_id,
         bucket=run.bucket,
-        state=state,
+        state=run.state,
         plan=PlanSummary.model_validate_json(run.plan_json) if run.plan_json else None,
         gc=GcSummary.model_validate_json(run.gc_json) if run.gc_json else GcSummary(),
         checks=ChecksSummary.model_validate_json(run.checks_json) if run.checks_json else ChecksSummary(),
@@ -112,44 +100,40 @@ def summary_of(run: Run, figures: StorageFigures, state: str) -> Summary:
     )
 
 
-def report_state(run_state: str, figures: StorageFigures) -> str:
-    """The run's state, but a GC_DONE run whose window is complete is COMPLETE."""
-    if run_state not in REPORTABLE_STATES:
-        raise ReportError(f"run is {run_state}: it has not finished (report it once it has, or pick another with --run)")
-    return "COMPLETE" if run_state == "GC_DONE" and figures.window_complete else run_state
-
-
 def _approval(ledger: Ledger, run_id: str) -> dict | None:
     """The person's answer to the run's plan, when approval was required."""
-    from acr_gc.ledger.models import Approval
-
-    with ledger.session() as session:
-        row = session.get(Approval, run_id)
-        if row is None:
-            return None
-        return {"approved": row.approved, "answered_by": row.answered_by, "reason": row.reason, "via": row.via,
-                "answered_at": row.answered_at}
+    row = approval_of(ledger, run_id)
+    if row is None:
+        return None
+    return {"approved": row.approved, "answered_by": row.answered_by, "reason": row.reason, "via": row.via,
+            "answered_at": row.answered_at}
 
 
 def build_report(ledger: Ledger, run_id: str, now: datetime | None = None, *, publish: bool | None = None) -> Path:
-    """Write every report file of the run from the ledger; returns the run folder.
+    """Write every report file of the run from the ledger; returns the run folder."""
+    return render_report(ledger, run_id, now, publish=publish)[0]
+
+
+def render_report(ledger: Ledger, run_id: str, now: datetime | None = None, *,
+                  publish: bool | None = None) -> tuple[Path, Summary]:
+    """Write every report file of the run from the ledger; returns the run folder and the
+    summary.json written there (so a caller need not read the file back).
 
     ``now`` is the cloud's clock (None: the latest sample's time, see
     :mod:`acr_gc.rules.figures`). ``publish``: create the Prefect artifacts (None: when
-    called inside a flow or task run).
+    called inside a flow or task run). Reads only: the run's state is shown as the ledger
+    holds it (``acr_gc.ledger.runs.close_window`` first, to have a closed window COMPLETE).
     """
-    with ledger.session() as session:
-        run = _get_run(session, run_id)
-        samples = load_samples(session, run_id)
+    run = _reportable_run(ledger, run_id)
+    samples = samples_frame(ledger, run_id)
     figures = _figures(run, samples, now)
-    state = report_state(run.state, figures)
     folder = files.run_dir(run.out_dir, run.instance_id, run.run_id)
     report = ReportInput(
         run_id=run.run_id,
         instance_id=run.instance_id,
         bucket=run.bucket,
         region=run.region,
-        state=state,
+        state=run.state,
         message=run.message,
         figures=figures,
         samples=samples[samples["phase"] != STALE_PHASE] if len(samples) else samples,  # the series only
@@ -161,17 +145,13 @@ def build_report(ledger: Ledger, run_id: str, now: datetime | None = None, *, pu
         rules_by_themselves=_rules_by_themselves(ledger, run),
     )
     written = write_report(folder, report)
-    files.write_summary(summary_of(run, figures, state), folder)
-    if state != run.state:
-        with ledger.session() as session:
-            row = _get_run(session, run_id, lock=True)
-            if row.state == run.state:  # nobody moved it meanwhile
-                row.state = state
+    summary = summary_of(run, figures)
+    files.write_summary(summary, folder)
     from acr_gc.reports.artifacts import in_prefect_run, publish_artifacts
 
     if publish or (publish is None and in_prefect_run()):
         publish_artifacts(report, folder, written.chart_png.read_bytes())
-    return folder
+    return folder, summary
 
 
 def _rules_by_themselves(ledger: Ledger, run: Run) -> list[dict]:
@@ -185,24 +165,15 @@ def _rules_by_themselves(ledger: Ledger, run: Run) -> list[dict]:
 def finalize_savings(ledger: Ledger, run_id: str, now: datetime | None = None) -> bool:
     """Add the run's savings.csv row once its window is complete; True when this call
     recorded it. Safe to call on every sampler pass (see the module docstring)."""
-    with ledger.session() as session:
-        run = _get_run(session, run_id, lock=True)
-        if run.savings_recorded or run.state not in SAVINGS_STATES:
-            return False
-        figures = _figures(run, load_samples(session, run_id), now)
+
+    def append(run: Run, samples: pd.DataFrame) -> bool:
+        figures = _figures(run, samples, now)
         if not figures.window_complete or figures.reclaimed_bytes is None:
             return False
         append_savings_row(run.out_dir, savings_row(figures, instance_id=run.instance_id, run_id=run.run_id))
-        run.savings_recorded = True  # committed when the session closes, after the append
-    return True
+        return True
 
-
-def latest_run_id(ledger: Ledger, instance_id: str) -> str | None:
-    """The most recently started run of the instance that has finished (not RUNNING)."""
-    with ledger.session() as session:
-        return session.execute(
-            select(Run.run_id)
-            .where(Run.instance_id == instance_id, Run.state != "RUNNING")
-            .order_by(Run.started_at.desc(), Run.run_id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
+    try:
+        return record_savings_once(ledger, run_id, append)
+    except LookupError as exc:
+        raise ReportError(str(exc)) from None

@@ -28,6 +28,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from acr_gc.reports.chart import storage_chart
 from acr_gc.reports.files import _atomic_write, csv_text, write_csv
 from acr_gc.rules.figures import GIB, SAVINGS_COLUMNS, StorageFigures, normalize_samples
+from acr_gc.ledger.states import RunState
 
 SAMPLES_CSV_COLUMNS = ["time", "storage_bytes", "object_count", "phase"]
 NAMESPACE_COLUMNS = ["namespace", "tags", "expired", "unregenerable", "expected_bytes"]
@@ -40,7 +41,7 @@ class ReportInput:
     run_id: str
     instance_id: str
     bucket: str
-    state: str
+    state: RunState
     figures: StorageFigures
     samples: pd.DataFrame | None = None
     region: str | None = None
@@ -90,10 +91,10 @@ def day(moment: datetime | None) -> str:
     return "—" if moment is None else f"{pd.Timestamp(moment).tz_convert('UTC'):%Y-%m-%d}"
 
 
-def headline(figures: StorageFigures, state: str = "GC_DONE") -> str:
+def headline(figures: StorageFigures, state: RunState = RunState.GC_DONE) -> str:
     """The one sentence finance reads first."""
     if figures.reclaimed_bytes is None:
-        if state in ("BLOCKED", "FAILED", "CANCELED"):
+        if state in (RunState.BLOCKED, RunState.FAILED, RunState.CANCELED):
             return f"No storage was reclaimed: the run ended {state}"
         return "No storage figures yet: the clean-up has not been measured"
     if figures.reclaimed_bytes < 0:

@@ -17,13 +17,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import select
 
 from acr_gc.cloud.errors import CloudError
 from acr_gc.ledger import Ledger, Run
-from acr_gc.ledger.instance_lock import live_holder
-from acr_gc.rules.figures import SAVINGS_COLUMNS
 from acr_gc.ledger.freezes import outstanding_freezes
+from acr_gc.ledger.instance_lock import live_holder
+from acr_gc.ledger.runs import all_runs
+from acr_gc.rules.figures import SAVINGS_COLUMNS
+from acr_gc.ledger.states import RunState
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,7 @@ def instance_status(ledger: Ledger, clients, now: datetime) -> list[dict]:
     """One entry per instance the ledger knows, sorted by instance id; ``clients`` (a
     :class:`~acr_gc.cloud.clients.CloudClients`, or None) gives the cloud access to read
     each bucket's policy, ``now`` the cloud's clock."""
-    with ledger.session() as session:
-        runs = list(session.scalars(select(Run).order_by(Run.started_at, Run.run_id)))
+    runs = all_runs(ledger)
     by_instance: dict[str, list[Run]] = {}
     for run in runs:
         by_instance.setdefault(run.instance_id, []).append(run)
@@ -96,7 +96,7 @@ def instance_status(ledger: Ledger, clients, now: datetime) -> list[dict]:
             {"run_id": run.run_id, "window_end": _iso(run.window_end),
              "days_left": round(max(0.0, (run.window_end - now).total_seconds() / DAY_S), 2)
              if run.window_end else None}
-            for run in mine if run.state == "GC_DONE"
+            for run in mine if run.state is RunState.GC_DONE
         ]
         entries.append({
             "instance_id": instance_id,

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 # The pipeline's states (DESIGN section 10), plus PLANNED for an `acr-gc plan` run whose
-# gate passed: it changed nothing and has no GC to report.
-RunState = Literal["PLANNED", "BLOCKED", "REJECTED", "FAILED", "CANCELED", "GC_DONE", "COMPLETE"]
+# gate passed: it changed nothing and has no GC to report. Never RUNNING: summary.json
+# says how a run ended (or how its plan came out).
+from acr_gc.ledger.states import RunState
 
 
 class _Block(BaseModel):
@@ -73,3 +74,10 @@ class Summary(_Block):
     checks: ChecksSummary = ChecksSummary()
     storage: StorageSummary = StorageSummary()
     cost: CostSummary
+
+    @field_validator("state")
+    @classmethod
+    def _ended(cls, state: RunState) -> RunState:
+        if state is RunState.RUNNING:
+            raise ValueError("summary.json holds how a run ended: never RUNNING")
+        return state

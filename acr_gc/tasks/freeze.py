@@ -16,9 +16,6 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
-
-from sqlalchemy import select
 
 from acr_gc.cloud.acr import AcrClient
 from acr_gc.cloud.clients import CloudClients
@@ -26,8 +23,9 @@ from acr_gc.cloud.oss import OssClient
 from acr_gc.cloud.errors import CloudError
 from acr_gc.config import Config
 from acr_gc.gc.driver import GcStatus
-from acr_gc.ledger import Freeze, GcTask, Ledger
-from acr_gc.ledger.freezes import OUTSTANDING, outstanding_freezes
+from acr_gc.ledger import Freeze, Ledger
+from acr_gc.ledger.freezes import mark_freeze_applied, mark_freeze_undone, outstanding_freezes, record_freeze_intent
+from acr_gc.ledger.gc_tasks import open_gc_tasks, record_gc_seen_ended
 from acr_gc.ledger.store import LedgerUnavailable
 from acr_gc.rules.freeze import (
     apply_freeze,
@@ -55,22 +53,11 @@ def freeze_bucket(config: Config, oss: OssClient, ledger: Ledger, run_id: str) -
         log.warning("bucket %s: reusing the freeze recorded by run %s (never stacked)", bucket, record.run_id)
     else:
         sid = freeze_sid(run_id)
-        with ledger.session() as session:
-            record = Freeze(
-                run_id=run_id,
-                bucket=bucket,
-                sid=sid,
-                had_policy=current is not None,
-                original_policy=json.dumps(current) if current is not None else None,
-                status="intent",
-                created_at=datetime.now(timezone.utc),
-            )
-            session.add(record)
+        record = record_freeze_intent(ledger, run_id, bucket, sid, current)
     statement = freeze_statement(bucket, run_id, config.freeze.principals)
     statement["Sid"] = sid
     oss.put_policy(apply_freeze(current, statement))
-    with ledger.session() as session:
-        session.get(Freeze, record.id).status = "applied"
+    mark_freeze_applied(ledger, record.id)
     return record
 
 
@@ -114,11 +101,7 @@ def thaw_bucket(oss: OssClient, ledger: Ledger) -> ThawReport:
             if statement_present(oss.get_policy(), record.sid):  # read back: ours must be gone
                 raise RuntimeError(f"bucket {bucket}: freeze statement {record.sid} is still there after thaw")
             status, partial = "restored_partial", True
-        with ledger.session() as session:
-            row = session.get(Freeze, record.id)
-            row.status = status
-            row.restored_at = datetime.now(timezone.utc)
-            row.note = plan.note
+        mark_freeze_undone(ledger, record.id, status, plan.note)
         restored += 1
         if plan.note:
             notes.append(plan.note)
@@ -165,10 +148,7 @@ def gc_may_run(config: Config, ledger: Ledger, acr: AcrClient) -> str | None:
     from acr_gc.gc.emulator import EmulatorGcDriver
 
     instance = config.target.instance_id
-    with ledger.session() as session:
-        open_tasks = list(session.scalars(
-            select(GcTask).where(GcTask.instance_id == instance, GcTask.state.not_in(TERMINAL_STATES))
-            .order_by(GcTask.id)))
+    open_tasks = open_gc_tasks(ledger, instance)
     emulator = EmulatorGcDriver(acr) if config.gc.driver == "emulator" else None
     for row in open_tasks:
         if row.driver != "emulator" or emulator is None:
@@ -181,10 +161,7 @@ def gc_may_run(config: Config, ledger: Ledger, acr: AcrClient) -> str | None:
         status = emulator.status(row.task_id)
         if status.state not in TERMINAL_STATES:
             return f"GC task {row.task_id} is {status.state} ({status.progress} %)"
-        with ledger.session() as session:
-            stored = session.get(GcTask, row.id)
-            stored.state, stored.tags_deleted = status.state, status.tags_deleted or 0
-            stored.finished_at = stored.finished_at or datetime.now(timezone.utc)
+        record_gc_seen_ended(ledger, row.id, status)
     active = emulator.active_task() if emulator is not None else None
     if active is not None:
         return f"GC task {active.task_id} is {active.state} ({active.progress} %)"

@@ -12,14 +12,14 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext
 
 from acr_gc.config import Config
 from acr_gc.gc import TERMINAL_STATES, GcDriver, GcStatus
-from acr_gc.ledger import GcTask, Ledger
+from acr_gc.ledger import Ledger
+from acr_gc.ledger.gc_tasks import add_gc_task, record_gc_status
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +42,12 @@ def start_gc(config: Config, ledger: Ledger, run_id: str, driver: GcDriver,
     task). ``on_started(status, row_id)`` hears of the running task before the ledger is
     written again: if that write fails, the task is already watched (cancelled, and the
     bucket kept frozen until it has ended), never left running unseen."""
-    with ledger.session() as session:
-        row = GcTask(
-            run_id=run_id,
-            instance_id=config.target.instance_id,
-            driver=driver.name,
-            client_token=secrets.token_hex(16),
-            state="intent",
-            created_at=datetime.now(timezone.utc),
-        )
-        session.add(row)
-        session.flush()
-        row_id, client_token = row.id, row.client_token
+    client_token = secrets.token_hex(16)
+    row_id = add_gc_task(ledger, run_id=run_id, instance_id=config.target.instance_id, driver=driver.name,
+                         state="intent", client_token=client_token)
     status = driver.start(client_token)
     on_started(status, row_id)
-    _record(ledger, row_id, status)
+    record_gc_status(ledger, row_id, status)
     return status, row_id
 
 
@@ -64,33 +55,11 @@ def adopt_gc(config: Config, ledger: Ledger, run_id: str, driver: GcDriver, task
              on_started: Started = lambda status, row_id: None) -> tuple[GcStatus, int]:
     """Take over a killed run's GC task: recorded under this run, watched, never started again."""
     status = driver.status(task_id)
-    with ledger.session() as session:
-        row = GcTask(
-            run_id=run_id,
-            instance_id=config.target.instance_id,
-            driver=driver.name,
-            task_id=task_id,
-            state=status.state,
-            created_at=datetime.now(timezone.utc),
-        )
-        session.add(row)
-        session.flush()
-        row_id = row.id
+    row_id = add_gc_task(ledger, run_id=run_id, instance_id=config.target.instance_id, driver=driver.name,
+                         state=status.state, task_id=task_id)
     on_started(status, row_id)
-    _record(ledger, row_id, status)
+    record_gc_status(ledger, row_id, status)
     return status, row_id
-
-
-def _record(ledger: Ledger, row_id: int, status: GcStatus) -> None:
-    with ledger.session() as session:
-        row = session.get(GcTask, row_id)
-        row.task_id = status.task_id
-        row.state = status.state
-        row.tags_deleted = status.tags_deleted or 0
-        row.objects_deleted = status.objects_deleted or 0
-        row.bytes_deleted = status.bytes_deleted or 0
-        if status.state in TERMINAL_STATES:
-            row.finished_at = datetime.now(timezone.utc)
 
 
 def watch_gc(
@@ -113,7 +82,7 @@ def watch_gc(
     status = started
     while True:
         status = driver.status(status.task_id) if status.state not in TERMINAL_STATES else status
-        _record(ledger, row_id, status)
+        record_gc_status(ledger, row_id, status)
         if artifact_id is not None:
             update_progress_artifact(artifact_id=artifact_id, progress=float(status.progress or 0))
         if on_progress is not None:
@@ -140,5 +109,5 @@ def _cancel_and_wait(config: Config, ledger: Ledger, driver: GcDriver, status: G
     while status.state not in TERMINAL_STATES and time.monotonic() < deadline:
         time.sleep(min(1.0, config.gc.poll_interval.total_seconds()))
         status = driver.status(status.task_id)
-    _record(ledger, row_id, status)
+    record_gc_status(ledger, row_id, status)
     return status

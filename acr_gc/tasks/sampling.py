@@ -24,11 +24,11 @@ from datetime import datetime
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import func, select
 
 from acr_gc.cloud.oss import BucketStat, OssClient
 from acr_gc.config import Config
 from acr_gc.ledger import Ledger, Sample
+from acr_gc.ledger.samples import add_sample, latest_sample_time
 from acr_gc.rules.figures import STALE_PHASE
 from acr_gc.tasks.checks import CheckFailed
 
@@ -41,19 +41,9 @@ class StatisticsLate(CheckFailed):
     the run stops BLOCKED before any change (the baseline is its last check)."""
 
 
-def _latest_time(ledger: Ledger, run_id: str) -> datetime | None:
-    with ledger.session() as session:
-        return session.scalar(
-            select(func.max(Sample.taken_at)).where(Sample.run_id == run_id, Sample.phase != STALE_PHASE)
-        )
-
-
 def _record(bucket: str, ledger: Ledger, run_id: str, stat: BucketStat, phase: str) -> Sample:
-    sample = Sample(run_id=run_id, bucket=bucket, taken_at=stat.taken_at,
-                    storage_bytes=stat.storage_bytes, object_count=stat.object_count, phase=phase)
-    with ledger.session() as session:
-        session.add(sample)
-    return sample
+    return add_sample(ledger, run_id, bucket=bucket, taken_at=stat.taken_at,
+                      storage_bytes=stat.storage_bytes, object_count=stat.object_count, phase=phase)
 
 
 @task(name="sample-bucket", cache_policy=NO_CACHE)
@@ -61,7 +51,7 @@ def sample_bucket(oss: OssClient, ledger: Ledger, run_id: str, phase: str) -> Sa
     """One sample of ``oss``'s bucket into the run's series; None when its figures are older
     than the run's latest sample (then kept out: stored as ``stale``)."""
     stat = oss.bucket_stat()
-    latest = _latest_time(ledger, run_id)
+    latest = latest_sample_time(ledger, run_id)
     if latest is not None and stat.taken_at < latest:
         _record(oss.bucket, ledger, run_id, stat, STALE_PHASE)
         log.warning("bucket statistics went back in time (figures of %s, after a sample of %s): kept out of "

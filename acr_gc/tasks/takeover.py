@@ -21,14 +21,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import pandas as pd
-from sqlalchemy import select
 
 from acr_gc.cloud.acr import GcStatus
-from acr_gc.ledger import GcTask, Ledger, Run, Sample
+from acr_gc.ledger import Ledger, Run, Sample
+from acr_gc.ledger.gc_tasks import latest_gc_task
 from acr_gc.ledger.plans import load_plan
+from acr_gc.ledger.runs import close_dead_run, running_runs
+from acr_gc.ledger.samples import baseline_of
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,7 @@ def take_over_dead_runs(ledger: Ledger, instance_id: str, run_id: str,
 
     ``active_task`` (the driver's): asked only for a dead run whose GC start has no task id;
     it raising leaves that run open for the next attempt (nothing was decided)."""
-    with ledger.session() as session:
-        dead = list(session.scalars(
-            select(Run).where(Run.instance_id == instance_id, Run.state == "RUNNING", Run.run_id != run_id)
-            .order_by(Run.started_at.desc())
-        ))
+    dead = running_runs(ledger, instance_id, excluding=run_id)
     inherited = None
     for run in dead:
         found = None if inherited else _gc_of(ledger, run, active_task)
@@ -62,21 +59,14 @@ def take_over_dead_runs(ledger: Ledger, instance_id: str, run_id: str,
             note = f"interrupted (its process is gone); run {run_id} took over its GC task {found.task_id}"
         else:
             note = f"interrupted (its process is gone) before its GC started; superseded by run {run_id}"
-        with ledger.session() as session:
-            row = session.get(Run, run.run_id)
-            row.state, row.message, row.finished_at = "FAILED", note, datetime.now(timezone.utc)
+        close_dead_run(ledger, run.run_id, note)
         log.warning("run %s: %s", run.run_id, note)
     return inherited
 
 
 def _gc_of(ledger: Ledger, run: Run, active_task: Callable[[], GcStatus | None]) -> Inherited | None:
-    with ledger.session() as session:
-        task = session.scalars(
-            select(GcTask).where(GcTask.run_id == run.run_id).order_by(GcTask.id.desc())
-        ).first()
-        before = session.scalars(
-            select(Sample).where(Sample.run_id == run.run_id, Sample.phase == "before").order_by(Sample.id)
-        ).first()
+    task = latest_gc_task(ledger, run.run_id)
+    before = baseline_of(ledger, run.run_id)
     if task is None or before is None:
         return None
     verdicts = load_plan(ledger, run.run_id)

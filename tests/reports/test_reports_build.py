@@ -19,8 +19,10 @@ from typer.testing import CliRunner
 
 from acr_gc.cli import app
 from acr_gc.ledger import Ledger, Run, Sample
+from acr_gc.ledger.runs import close_window
+from acr_gc.ledger.runs import latest_finished_run_id as latest_run_id
 from acr_gc.reports import artifacts
-from acr_gc.reports.build import ReportError, build_report, finalize_savings, latest_run_id
+from acr_gc.reports.build import ReportError, build_report, finalize_savings
 from acr_gc.reports.summary import Summary
 
 GIB = 1073741824
@@ -79,6 +81,7 @@ def read_csv_rows(path: Path) -> list[dict]:
 
 def test_build_report_writes_every_file_consistent_with_the_figures(ledger, tmp_path):
     run_id = add_run(ledger, tmp_path / "out")
+    assert close_window(ledger, run_id) == "COMPLETE"  # the ledger moves the state; the report shows it
     folder = build_report(ledger, run_id)
     assert folder == tmp_path / "out" / "cri-demo" / run_id
     for name in ("summary.json", "samples.csv", "storage.png", "report.md", "report.html"):
@@ -107,6 +110,28 @@ def test_build_report_writes_every_file_consistent_with_the_figures(ledger, tmp_
     assert "87.50%" in html  # measured 3.5 of expected at most 4 GiB
     md = (folder / "report.md").read_text()
     assert md.startswith("# Reclaimed 3.50 GiB (35.00%) — saving 0.42 CNY per month")
+
+
+def _row(path: Path, run_id: str) -> dict:
+    """The run's row as stored, every column, read with plain sqlite3."""
+    import sqlite3
+
+    with sqlite3.connect(path) as connection:
+        connection.row_factory = sqlite3.Row
+        return dict(connection.execute("select * from runs where run_id = ?", (run_id,)).fetchone())
+
+
+@pytest.mark.parametrize("samples", [SAMPLES, SAMPLES[:5]], ids=["window-closed", "window-open"])
+def test_building_a_report_never_changes_the_run_row(ledger, tmp_path, samples):
+    """Report building reads and renders (issue 14 item 1): a GC_DONE run whose window has
+    closed stays GC_DONE in the ledger and in summary.json until ``close_window`` moves it."""
+    run_id = add_run(ledger, tmp_path / "out", samples=samples)
+    before = _row(tmp_path / "ledger.db", run_id)
+    folder = build_report(ledger, run_id)
+    build_report(ledger, run_id, now=END + timedelta(days=1), publish=False)
+    assert _row(tmp_path / "ledger.db", run_id) == before
+    assert before["state"] == "GC_DONE"
+    assert json.loads((folder / "summary.json").read_text())["state"] == "GC_DONE"
 
 
 def test_samples_csv_rows_equal_the_ledger_samples(ledger, tmp_path):
@@ -153,6 +178,7 @@ def test_savings_row_exactly_once_however_often_finalize_runs(ledger, tmp_path):
 def test_open_window_stays_gc_done_and_adds_no_savings(ledger, tmp_path):
     out = tmp_path / "out"
     run_id = add_run(ledger, out, samples=SAMPLES[:5])  # sampled up to T0 + 3d
+    assert close_window(ledger, run_id) == "GC_DONE"
     folder = build_report(ledger, run_id)
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["state"] == "GC_DONE"
@@ -306,10 +332,9 @@ def test_cli_report_bad_config_or_empty_ledger_exits_2(tmp_path):
 
 def test_frame_sanity_for_pandas_dtypes(ledger, tmp_path):
     """The ledger's samples come back as aware UTC times and integer bytes."""
-    from acr_gc.reports.build import load_samples
+    from acr_gc.ledger.samples import samples_frame
 
     run_id = add_run(ledger, tmp_path / "out")
-    with ledger.session() as session:
-        frame = load_samples(session, run_id)
+    frame = samples_frame(ledger, run_id)
     assert str(frame["taken_at"].dt.tz) == "UTC"
     assert pd.api.types.is_integer_dtype(frame["storage_bytes"])
