@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
 
@@ -182,9 +181,10 @@ def plan_command(
     """
     _start_prefect_api()
     config = _with_out(_load(config_path), out)
-    with _preflight_meanwhile(config):
-        from acr_gc.flows.plan import plan_instance
-        from acr_gc.reports.console import print_blocking, print_plan_table, printable
+    _preflight_or_exit(config)
+
+    from acr_gc.flows.plan import plan_instance
+    from acr_gc.reports.console import print_blocking, print_plan_table, printable
 
     _prefect_api_ready()
     outcome = plan_instance(config)
@@ -214,8 +214,9 @@ def forecast_command(
     _start_prefect_api()
     config = _with_out(_load(config_path), out)
     rule_sets = _rule_sets(rules_path) if rules_path is not None else None
-    with _preflight_meanwhile(config):
-        from acr_gc.flows.forecast import forecast_variants
+    _preflight_or_exit(config)
+
+    from acr_gc.flows.forecast import forecast_variants
 
     _prefect_api_ready()
     outcome = forecast_variants(config, keeps=list(keep), older_than_days=older_than, rule_sets=rule_sets)
@@ -294,19 +295,6 @@ def _preflight_or_exit(config) -> None:
         fail(str(exc), code=1)
 
 
-@contextmanager
-def _preflight_meanwhile(config) -> Iterator[None]:
-    """The preflight checks in a thread while the command imports its flows (the checks wait
-    on the network, the imports on the CPU: ~0.3-0.5 s off every command's start, issue 16);
-    a failed check ends the command when the block ends, as :func:`_preflight_or_exit`."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as pool:
-        checks = pool.submit(_preflight_or_exit, config)
-        yield
-        checks.result()  # re-raises the typer.Exit of a failed check
-
-
 def run_exit_code(state: str) -> int:
     """0 when GC is done (GC_DONE, COMPLETE), 3 when the run stopped before any change
     (BLOCKED, REJECTED), 1 otherwise (FAILED, CANCELED, no summary)."""
@@ -331,11 +319,11 @@ def run_command(
     _start_prefect_api()
     config = _with_out(_load(config_path), out)
     _ledger_or_exit(config).dispose()
-    with _preflight_meanwhile(config):
-        from acr_gc.flows.reclaim import reclaim_storage
-        from acr_gc.reports.files import new_run_id
-        from acr_gc.seat import install
-        from acr_gc.terminal import TerminalSeat
+    _preflight_or_exit(config)
+    from acr_gc.flows.reclaim import reclaim_storage
+    from acr_gc.reports.files import new_run_id
+    from acr_gc.seat import install
+    from acr_gc.terminal import TerminalSeat
 
     run_id = new_run_id()
     _prefect_api_ready()
@@ -432,8 +420,8 @@ def sample_command(config_path: Path = typer.Option(..., "--config", help="run c
     _start_prefect_api()
     config = _load(config_path)
     _ledger_or_exit(config).dispose()
-    with _preflight_meanwhile(config):
-        from acr_gc.flows.sample import sample_storage
+    _preflight_or_exit(config)
+    from acr_gc.flows.sample import sample_storage
 
     _prefect_api_ready()
     folders = sample_storage(config)

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import warnings
 from pathlib import Path
 
 DEFAULT_STARTUP_TIMEOUT_S = 300  # a cold start took 170 s on a 2-core machine at load 14; 20 s is Prefect's
@@ -47,10 +46,6 @@ def quiet_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "acr_gc")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-    # requests silences urllib3's "SOCKS support requires PySocks" warning when it is
-    # imported first; the preflight thread may import the SDK's HTTP stack beside the
-    # flows' imports, in either order, so the same silence is set here.
-    warnings.filterwarnings("ignore", message="SOCKS support in urllib3 requires")
 
 
 def _healthy(api_url: str, timeout: float = 0.5) -> bool:

@@ -32,21 +32,21 @@ def preflight(config: Config, clients: CloudClients) -> None:
 
     target = config.target
     acr = clients.acr
-    # The three reads are independent: asked together (one round trip instead of three on
-    # the way to the first flow call), judged in this order, so the line printed for bad
-    # credentials is the same whichever answer came first.
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="preflight") as pool:
-        instance = pool.submit(acr.get_instance)
-        bucket = pool.submit(lambda: clients.oss.bucket_info())
-        lifecycle_rules = pool.submit(inv.fetch_rules, acr)
     try:
-        instance.result()
+        acr.get_instance()
     except AuthError as exc:
         raise BadInput(f"credentials rejected by ACR ({exc.code}): check target.credentials") from None
     except NotFound:
         raise BadInput(
             f"instance {target.instance_id} not found in region {target.region}: check target.instance_id"
         ) from None
+    # The bucket and the lifecycle rules are independent reads: asked together (one round
+    # trip instead of two on the way to the first flow call), judged in this order. Not
+    # beside GetInstance: that one imports the ACR SDK, and two threads importing the same
+    # packages at once can see each other's half-imported modules.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="preflight") as pool:
+        bucket = pool.submit(lambda: clients.oss.bucket_info())
+        lifecycle_rules = pool.submit(inv.fetch_rules, acr)
     try:
         bucket.result()
     except AuthError as exc:
