@@ -23,6 +23,7 @@ import asyncio
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -32,30 +33,21 @@ from acr_gc.emulator.server import ServerOptions, serve_async
 
 
 class ThreadedEmulator(EmulatorHandle):
-    """Takes ``EmulatorProcess``'s arguments (``None``: the ``acr-gc emulator serve`` default)."""
+    """Takes ``EmulatorProcess``'s arguments (``None``: the ``acr-gc emulator serve`` default);
+    ``restore`` may also be the dump itself."""
 
     def __init__(
         self,
         dataset: str | Path | dict | None = None,
         *,
         restore: str | Path | dict | None = None,
-        host: str = "127.0.0.1",
-        acr_port: int = 0,
-        oss_port: int = 0,
-        registry_port: int = 0,
-        day_seconds: float | None = None,
-        latency_ms: float | None = None,
-        qps: float | None = None,
-        fault_rate: float | None = None,
-        seed: int | None = None,
-        gc_tags_per_second: float | None = None,
-        combination: str | None = None,
-        count_regexp: str | None = None,
-        regexp_match: str | None = None,
-        stat_delay_hours: float | None = None,
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
+        **options: Any,
     ):
+        """``options``: ``ServerOptions`` fields (host, ports, day_seconds, qps, fault_rate,
+        seed, gc_tags_per_second, ...), as ``EmulatorProcess`` takes them; ports default to 0
+        (a free one), and a ``None`` means the ``acr-gc emulator serve`` default."""
         if (dataset is None) == (restore is None):
             raise ValueError("give exactly one of dataset and restore (a dump file)")
         if restore is not None:  # as the CLI: the dump carries the clock and the fault settings
@@ -65,16 +57,8 @@ class ThreadedEmulator(EmulatorHandle):
             self._restore = None
             self._dataset = (ds.Dataset.model_validate(dataset) if isinstance(dataset, dict)
                              else ds.load_dataset(dataset))
-        defaults = ServerOptions()
-        given = {
-            "day_seconds": day_seconds, "latency_ms": latency_ms, "qps": qps, "fault_rate": fault_rate,
-            "seed": seed, "gc_tags_per_second": gc_tags_per_second, "combination": combination,
-            "count_regexp": count_regexp, "regexp_match": regexp_match, "stat_delay_hours": stat_delay_hours,
-        }
-        self.options = ServerOptions(
-            host=host, acr_port=acr_port, oss_port=oss_port, registry_port=registry_port,
-            **{name: getattr(defaults, name) if value is None else value for name, value in given.items()},
-        )
+        given = {name: value for name, value in options.items() if value is not None}
+        self.options = ServerOptions(**{"acr_port": 0, "oss_port": 0, "registry_port": 0, **given})
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self._thread: threading.Thread | None = None
