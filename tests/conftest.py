@@ -1,8 +1,10 @@
-"""Shared fixtures: a real emulator subprocess and real SDK clients pointed at it.
+"""Shared fixtures: a real emulator and real SDK clients pointed at it.
 
-* ``emulator_process`` (session): one ``EmulatorProcess`` for the whole run, started on
+* ``emulator_process`` (session): one emulator for the whole run (per xdist worker): a
+  ``ThreadedEmulator`` through ``emulator_kit.new_emulator`` (the one place that chooses;
+  the name stays from when it was a process), started on
   ``BASE_DATASET`` with ``--gc-tags-per-second 20`` (slow enough to cancel a GC part-way).
-* ``emulator`` (function): the same process, ``reset()`` after the test (start dataset and
+* ``emulator`` (function): the same emulator, ``reset()`` after the test (start dataset and
   start fault settings back), so tests may ``load`` datasets and ``set_faults`` freely.
 * ``write_dataset``: writes a dataset dict to a temp file and returns its path.
 * ``acr_client``: factory for ``alibabacloud_cr20181201.client.Client`` on the emulator.
@@ -31,8 +33,7 @@ from typing import Callable
 
 import pytest
 
-from acr_gc.emulator.process import EmulatorProcess
-from emulator_kit import AK, SECRET, call_gc_action, make_acr_client
+from emulator_kit import AK, SECRET, call_gc_action, make_acr_client, new_emulator
 
 
 BASE_DATASET = {
@@ -70,7 +71,7 @@ def credentials() -> list[dict]:
 def emulator_process(tmp_path_factory):
     path = tmp_path_factory.mktemp("emulator") / "base.json"
     path.write_text(json.dumps(BASE_DATASET), encoding="utf-8")
-    with EmulatorProcess(path, gc_tags_per_second=20) as emu:
+    with new_emulator(path, gc_tags_per_second=20) as emu:
         yield emu
 
 

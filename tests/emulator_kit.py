@@ -1,4 +1,5 @@
-"""Helpers shared by the emulator tests: the default test key and raw SDK clients.
+"""Helpers shared by the tests that use the emulator: the emulator to start, the default
+test key and raw SDK clients.
 
 A module of its own (``tests`` is on ``sys.path`` through the pytest ``pythonpath``
 setting) rather than names imported from a ``conftest``: several folders have a
@@ -6,6 +7,8 @@ setting) rather than names imported from a ``conftest``: several folders have a
 """
 
 from __future__ import annotations
+
+import os
 
 AK = "LTAI-test-ak"
 SECRET = "test-secret-do-not-echo"
@@ -46,3 +49,21 @@ def call_gc_action(client, action: str, **query) -> dict:
     )
     request = open_api_util_models.OpenApiRequest(query=Utils.query(query))
     return client.call_api(params, request, RuntimeOptions())["body"]
+
+
+def new_emulator(dataset=None, **options):
+    """The emulator a test gets (not yet started: ``with new_emulator(...) as emu`` or
+    ``.start()``), with ``EmulatorProcess``'s arguments.
+
+    A ``ThreadedEmulator``: the same servers on a thread of the test process, which starts in
+    a fraction of the time of a new interpreter. Tests that kill, SIGSTOP or restart the
+    emulator, or that test ``acr-gc emulator serve`` itself, use ``EmulatorProcess``
+    directly. ``ACR_GC_TEST_EMULATOR=process`` gives every test a process instead (to
+    compare timings, or to rule the thread out when a test misbehaves)."""
+    if os.environ.get("ACR_GC_TEST_EMULATOR", "thread") == "process":
+        from acr_gc.emulator.process import EmulatorProcess
+
+        return EmulatorProcess(dataset, **options)
+    from acr_gc.emulator.threaded import ThreadedEmulator
+
+    return ThreadedEmulator(dataset, **options)

@@ -18,8 +18,10 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -120,9 +122,37 @@ def _endpoint(host: str, sock: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def serve_async(dataset: ds.Dataset, options: ServerOptions, restore: dict | None = None) -> None:
+def ready_line(host: str, acr_sock: socket.socket, oss_sock: socket.socket, registry_sock: socket.socket) -> dict:
+    """The endpoints as the ready line gives them (``EmulatorHandle`` reads them back)."""
+    acr = _endpoint(host, acr_sock)
+    return {"acr_endpoint": acr, "oss_endpoint": _endpoint(host, oss_sock),
+            "registry_endpoint": _endpoint(host, registry_sock), "admin": f"http://{acr}/_emulator"}
+
+
+def print_ready_line(line: dict, servers: list[uvicorn.Server]) -> None:
+    """The process's way to say it is ready: one JSON line on stdout (``EmulatorProcess`` waits for it)."""
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+
+
+async def serve_async(
+    dataset: ds.Dataset,
+    options: ServerOptions,
+    restore: dict | None = None,
+    *,
+    on_ready: Callable[[dict, list[uvicorn.Server]], None] = print_ready_line,
+    log_config: dict | None = LOGGING_CONFIG,
+    handle_signals: bool = True,
+) -> None:
     """Serve ``dataset``, or with ``restore`` the state of a dump (``InvalidDump`` before any
-    socket is bound when it cannot be restored)."""
+    socket is bound when it cannot be restored).
+
+    Once every port listens, ``on_ready(ready_line, servers)`` is called in the loop; setting
+    ``should_exit`` on the servers ends the serving. The defaults are those of the
+    ``acr-gc emulator serve`` process: the ready line on stdout, uvicorn's own logging set
+    up, SIGINT/SIGTERM stop it. ``ThreadedEmulator`` runs this same coroutine on a thread
+    of a test process, where the logging setup and the signals belong to the test process
+    (``log_config=None``, ``handle_signals=False``)."""
     emulator = build(dataset, options)
     if restore is not None:
         emulator.state.restore(restore)
@@ -134,11 +164,13 @@ async def serve_async(dataset: ds.Dataset, options: ServerOptions, restore: dict
                          "only requests addressed to a loopback host\n")
         sys.stderr.flush()
     registry_sock = _bind(options.host, options.registry_port)
+    sockets = [acr_sock, oss_sock, registry_sock]
     servers = []
     for app in (emulator.acr_app, emulator.oss_app, emulator.registry_app):
         config = uvicorn.Config(
             app,
             log_level=options.log_level,
+            log_config=log_config,
             access_log=False,
             lifespan="off",
             timeout_keep_alive=30,
@@ -153,30 +185,25 @@ async def serve_async(dataset: ds.Dataset, options: ServerOptions, restore: dict
         for server in servers:
             server.should_exit = True
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop)
+    if handle_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop)
 
-    tasks = [
-        asyncio.create_task(servers[0].serve(sockets=[acr_sock])),
-        asyncio.create_task(servers[1].serve(sockets=[oss_sock])),
-        asyncio.create_task(servers[2].serve(sockets=[registry_sock])),
-    ]
-    while not all(s.started for s in servers):
-        if any(t.done() for t in tasks):
-            stop()
-            break
-        await asyncio.sleep(0.01)
-    else:
-        acr = _endpoint(options.host, acr_sock)
-        line = {"acr_endpoint": acr, "oss_endpoint": _endpoint(options.host, oss_sock),
-                "registry_endpoint": _endpoint(options.host, registry_sock), "admin": f"http://{acr}/_emulator"}
-        sys.stdout.write(json.dumps(line) + "\n")
-        sys.stdout.flush()
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in zip(servers, sockets)]
     try:
+        while not all(s.started for s in servers):
+            if any(t.done() for t in tasks):
+                stop()
+                break
+            await asyncio.sleep(0.01)
+        else:
+            on_ready(ready_line(options.host, acr_sock, oss_sock, registry_sock), servers)
         await asyncio.gather(*tasks)
     finally:
         emulator.gc.abort_all()
+        for sock in sockets:  # uvicorn closes its listeners; a server that never started leaves its socket open
+            sock.close()
 
 
 def serve(dataset: ds.Dataset, options: ServerOptions, restore: dict | None = None) -> None:

@@ -22,7 +22,7 @@ from acr_gc.cloud.credentials import from_keys  # noqa: E402
 from acr_gc.cloud.errors import AuthError, CloudError, NotFound  # noqa: E402
 from acr_gc.cloud.oss import OssClient  # noqa: E402
 from acr_gc.config import Api, Target  # noqa: E402
-from acr_gc.emulator.process import EmulatorProcess  # noqa: E402
+from emulator_kit import new_emulator  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ FAST = calls.Backoff(base_s=0.05, cap_s=1.0, floor_s=0.01)
 
 @pytest.fixture(scope="module")
 def emu():
-    with EmulatorProcess(ds.build(), seed=11) as e:
+    with new_emulator(ds.build(), seed=11) as e:
         yield e
 
 

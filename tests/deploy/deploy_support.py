@@ -46,8 +46,8 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
 
+from child_kit import Child, wait_for  # noqa: F401 - the tests use them from here
 from prefect_server_kit import PrefectServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,38 +214,6 @@ def child_env(prefect_home: Path, api_url: str | None, **extra: str) -> dict[str
     return env
 
 
-class Child:
-    """A subprocess in its own process group, output to a file (never a full pipe)."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path = ROOT):
-        self.args, self.log_path = args, log_path
-        with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        self.pid = self.proc.pid
-
-    def output(self, chars: int = 5000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def poll(self) -> int | None:
-        return self.proc.poll()
-
-    def stop(self) -> None:
-        """SIGTERM the group, wait, then SIGKILL whatever is left of it; reap the leader."""
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(wait)
-            except subprocess.TimeoutExpired:
-                pass
-
-
 def prefect_cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
     """``prefect <args>`` from the project root, ``PWD`` the project root (the pull step
     of prefect.yaml is ``set_working_directory: {{ $PWD }}``), in its own process group."""
@@ -263,18 +231,6 @@ def prefect_cli(*args: str, env: dict[str, str], timeout: float = 180) -> subpro
 
 def tails(*parts: tuple[str, str]) -> str:
     return "\n".join(f"--- {name} ---\n{text}" for name, text in parts)
-
-
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float, diagnostics: Callable[[], str],
-             interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{diagnostics()}")
-        time.sleep(interval)
 
 
 def api_settings(api_url: str):
@@ -367,7 +323,7 @@ class MonthlyRun:
     triggered with ``run_deployment`` and this emulator's config as its parameter."""
 
     def __init__(self, server: PrefectServer):
-        from acr_gc.emulator.process import EmulatorProcess
+        from emulator_kit import new_emulator
 
         self.server = server
         self.workdir = Path(tempfile.mkdtemp(prefix="acr-gc-deploy-run-"))
@@ -386,7 +342,7 @@ class MonthlyRun:
                                 child_env(server.home, server.api_url, PREFECT_WORKER_QUERY_SECONDS="1",
                                           PREFECT_WORKER_PREFETCH_SECONDS="5", PWD=str(ROOT)),
                                 self.workdir / "worker.log")
-            self.emu = EmulatorProcess(self.dataset, day_seconds=DAY_SECONDS, gc_tags_per_second=50).start()
+            self.emu = new_emulator(self.dataset, day_seconds=DAY_SECONDS, gc_tags_per_second=50).start()
             self.truth_before = self.emu.truth()
             self.config = config_dict(
                 self.emu, DEP, self.workdir,

@@ -32,9 +32,9 @@ def server():
 
 @pytest.fixture
 def fleet_emu():
-    from acr_gc.emulator.process import EmulatorProcess
+    from emulator_kit import new_emulator
 
-    with EmulatorProcess(ds.fleet_dataset(), gc_tags_per_second=GC_TAGS_PER_SECOND) as emu:
+    with new_emulator(ds.fleet_dataset(), gc_tags_per_second=GC_TAGS_PER_SECOND) as emu:
         yield emu
 
 

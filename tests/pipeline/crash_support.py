@@ -26,18 +26,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+from child_kit import Child  # noqa: F401 - the tests use it from here
+from child_kit import wait_for as wait_until
 from prefect_server_kit import PrefectServer  # noqa: F401 - the crash and cancel tests use it from here
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,50 +176,6 @@ def base_env(prefect_home: Path, api_url: str | None) -> dict[str, str]:
 # ---- processes in their own process groups -------------------------------------------
 
 
-class Child:
-    """A subprocess in its own session/process group, output to a file (never a full pipe)."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path = ROOT):
-        self.args = args
-        self.log_path = log_path
-        with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        self.pid = self.proc.pid
-
-    def output(self, chars: int = 6000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def poll(self) -> int | None:
-        return self.proc.poll()
-
-    def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout)
-
-    def kill_group(self, sig: int = signal.SIGKILL) -> None:
-        try:
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def stop(self) -> None:
-        """SIGTERM the whole group, then SIGKILL it; reap the leader."""
-        if self.proc.poll() is None:
-            self.kill_group(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill_group(signal.SIGKILL)  # whatever else is left in the group (servers, children)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-
-
 class Children:
     """Every child a test starts; ``stop_all`` is the fixture finaliser."""
 
@@ -258,14 +213,7 @@ def diagnostics(emu, *children: Child) -> str:
 
 def wait_for(what: str, predicate: Callable[[], Any], timeout: float, emu, *children: Child, interval=0.2):
     """Poll ``predicate`` until it returns something truthy; fail with diagnostics on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{diagnostics(emu, *children)}")
-        time.sleep(interval)
+    return wait_until(what, predicate, timeout, lambda: diagnostics(emu, *children), interval)
 
 
 def freeze_sids(policy: dict | None) -> list[str]:

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import copy
 import csv
-import hashlib
-import http.client
 import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import yaml
+
+# the dataset builders; tests reach them as ``ps.tag``, ``ps.layer``...
+from dataset_kit import GITHUB, bucket, digest, instance, layer, repo, tag  # noqa: F401
+from proxy_kit import RecordingProxy  # noqa: F401 - the pipeline tests import it from here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,52 +32,6 @@ WRITER_AK, WRITER_SECRET, WRITER_PRINCIPAL = "LTAI-pipeline-writer", "pipeline-w
 
 BASE_LAYER_SIZE = 10_000
 CLOCK = "2026-11-01T00:00:00Z"
-
-
-def digest(name: str) -> str:
-    return "sha256:" + hashlib.sha256(f"image-{name}".encode()).hexdigest()
-
-
-def layer(name: str) -> str:
-    return "sha256:" + hashlib.sha256(f"layer-{name}".encode()).hexdigest()
-
-
-def tag(name: str, image: str, updated: str) -> dict:
-    return {"tag": name, "digest": digest(image), "updated": updated, "layers": [layer("base"), layer(image)]}
-
-
-def repo(namespace, name, tags, source_code=None, build_rules=(), sync_rules=()):
-    return {
-        "namespace": namespace,
-        "name": name,
-        "source_code": source_code,
-        "build_rules": [{"push_type": "GIT_BRANCH", "push_name": "main", "image_tag": p} for p in build_rules],
-        "sync_rules": list(sync_rules),
-        "tags": tags,
-    }
-
-
-def instance(instance_id, bucket, namespaces, repositories, rules, whitelisted=True, charts=()):
-    return {
-        "instance_id": instance_id,
-        "name": instance_id,
-        "region": "cn-hangzhou",
-        "gc_whitelisted": whitelisted,
-        "bucket": bucket,
-        "namespaces": namespaces,
-        "repositories": repositories,
-        "charts": list(charts),
-        "lifecycle_rules": rules,
-    }
-
-
-def bucket(name, versioning="Enabled", noncurrent_days=3, policy=None, extra=()):
-    lifecycle = [{"id": "nc", "prefix": "docker/", "noncurrent_days": noncurrent_days}] if noncurrent_days else []
-    return {"name": name, "versioning": versioning, "lifecycle": lifecycle, "policy": policy,
-            "extra_objects": list(extra)}
-
-
-GITHUB = {"type": "GITHUB", "namespace": "acme", "name": "code"}
 
 # ---- cri-run: the hand-worked instance of the full run ---------------------------------
 #
@@ -398,93 +351,3 @@ def sdk_get_policy(client, bucket_name: str):
     return json.loads(body)
 
 
-# ---- recording reverse proxy: which actions did the run call? -----------------------------
-
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
-
-
-class RecordingProxy:
-    """Forward ``127.0.0.1:<port>`` to ``upstream`` byte for byte (Host header included,
-    so signatures still verify) and record ``(service, method, path, query, action)``: the
-    emulator's truth counts requests per service only."""
-
-    def __init__(self, upstream: str, service: str, drop_once: tuple[str, ...] = (),
-                 drop_rows: dict[str, tuple[str, str, str]] | None = None) -> None:
-        self.upstream, self.service = upstream, service
-        # action -> (list key, item key, value): every answer of that action loses the list
-        # items whose key has that value, TotalCount untouched (a row skipped while paging)
-        self.drop_rows = dict(drop_rows or {})
-        # actions whose FIRST request is not forwarded: the answer's head promises a body
-        # and the connection closes (as the emulator's dropped-connection fault)
-        self.drop_once = set(drop_once)
-        self.requests: list[tuple[str, str, str, str, str]] = []
-        self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                split = urlsplit(self.path)
-                action = self.headers.get("x-acs-action") or parse_qs(split.query).get("Action", [""])[0]
-                with proxy._lock:
-                    proxy.requests.append((proxy.service, self.command, split.path, split.query, action))
-                    drop = action in proxy.drop_once
-                    proxy.drop_once.discard(action)
-                if drop:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", "512")
-                    self.end_headers()
-                    self.wfile.write(b'{"Req')
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-                conn = http.client.HTTPConnection(proxy.upstream, timeout=60)
-                try:
-                    conn.request(self.command, self.path, body=body, headers=headers)
-                    response = conn.getresponse()
-                    data = response.read()
-                    if action in proxy.drop_rows and response.status == 200:
-                        list_key, item_key, value = proxy.drop_rows[action]
-                        body = json.loads(data)
-                        body[list_key] = [item for item in body.get(list_key) or [] if item.get(item_key) != value]
-                        data = json.dumps(body).encode()
-                    # send_response would add this machine's Date and a Server header: the
-                    # emulator's own (its Date is on the emulated clock) must pass alone
-                    self.log_request(response.status)
-                    self.send_response_only(response.status, response.reason)
-                    for key, value in response.getheaders():
-                        if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
-                            self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data)
-                finally:
-                    conn.close()
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.endpoint = f"127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "RecordingProxy":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def snapshot(self) -> list[tuple[str, str, str, str, str]]:
-        with self._lock:
-            return list(self.requests)

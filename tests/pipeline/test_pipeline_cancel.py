@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import crash_support as cs  # noqa: E402
 
-from acr_gc.emulator.process import EmulatorProcess  # noqa: E402
+from emulator_kit import new_emulator  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -81,7 +81,7 @@ def _flow_run_state(flow_run_id):
 
 def test_cancel_from_prefect_mid_gc_cancels_gc_thaws_and_reports_partial_deletions(served, tmp_path):
     server, runner = served
-    with EmulatorProcess(cs.dataset(cs.ORIGINAL_POLICY), gc_tags_per_second=GC_RATE) as emu, _api(server):
+    with new_emulator(cs.dataset(cs.ORIGINAL_POLICY), gc_tags_per_second=GC_RATE) as emu, _api(server):
         from prefect.client.orchestration import get_client
         from prefect.deployments import run_deployment
         from prefect.states import Cancelling

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 from pipeline_support import (
     OPS_AK,
     RecordingProxy,
@@ -40,7 +40,7 @@ READ_ACTIONS = {
 
 @pytest.fixture(scope="module")
 def world():
-    with EmulatorProcess(dataset(), gc_tags_per_second=50) as emu, \
+    with new_emulator(dataset(), gc_tags_per_second=50) as emu, \
             RecordingProxy(emu.acr_endpoint, "acr") as acr, RecordingProxy(emu.oss_endpoint, "oss") as oss:
         yield {"emu": emu, "proxies": (acr, oss), "endpoints": (acr.endpoint, oss.endpoint)}
 

@@ -1,7 +1,7 @@
 """The pipeline when GC or the API misbehaves: GC FAILED, faults and throttling during the
 run, and gc.timeout with on_timeout cancel / leave.
 
-One emulator process for the module (5 GC tags per real second), re-loaded per test and
+One emulator for the module (5 GC tags per real second), re-loaded per test and
 reset afterwards (which also puts the fault settings back). Flows run in this process on
 the session's Prefect server; the flow run's final state is read back from the Prefect API.
 """
@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 from pipeline_support import (
     FRZ_RETAINED,
     OTHER_POLICY,
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def emu_process():
-    with EmulatorProcess(dataset(), gc_tags_per_second=5) as process:
+    with new_emulator(dataset(), gc_tags_per_second=5) as process:
         yield process
 
 

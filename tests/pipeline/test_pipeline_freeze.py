@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 from pipeline_support import (
     OPS_AK,
     OPS_SECRET,
@@ -56,7 +56,7 @@ REGISTRY_ROLE = "acs:ram::uid-ops-1001:role/AliyunContainerRegistryCustomizedOSS
 
 @pytest.fixture(scope="module")
 def emu_process():
-    with EmulatorProcess(dataset(), gc_tags_per_second=2) as process:
+    with new_emulator(dataset(), gc_tags_per_second=2) as process:
         yield process
 
 

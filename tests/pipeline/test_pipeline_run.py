@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 from pipeline_support import (
     BASE_LAYER_SIZE,
     FRZ_RETAINED,
@@ -52,7 +52,7 @@ pytestmark = pytest.mark.slow
 def emu():
     # 5 tags per (real) second: slow enough to watch the freeze while GC runs on cri-frz
     # (30 expired tags, ~6 s), quick enough for cri-run (7 expired tags, ~1.4 s).
-    with EmulatorProcess(dataset(), gc_tags_per_second=5) as process:
+    with new_emulator(dataset(), gc_tags_per_second=5) as process:
         yield process
 
 

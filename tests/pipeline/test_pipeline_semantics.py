@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 from acr_gc.rules.retention import ALL_READINGS, Reading
 from pipeline_support import (
     BASE_LAYER_SIZE,
@@ -95,7 +95,7 @@ def _played(reading: Reading) -> dict:
 
 @pytest.fixture(scope="module")
 def sem_emu():
-    with EmulatorProcess(semantics_dataset(), gc_tags_per_second=200) as emu:
+    with new_emulator(semantics_dataset(), gc_tags_per_second=200) as emu:
         yield emu
 
 

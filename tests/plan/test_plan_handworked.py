@@ -33,14 +33,14 @@ repository without a rule.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from acr_gc.emulator.process import EmulatorProcess
+from dataset_kit import GITHUB, digest, layer, repo, tag
+from emulator_kit import new_emulator
 
 pytestmark = pytest.mark.slow
 
@@ -57,30 +57,6 @@ OWN = {
 }
 
 
-def digest(name: str) -> str:
-    return "sha256:" + hashlib.sha256(f"image-{name}".encode()).hexdigest()
-
-
-def layer(name: str) -> str:
-    return "sha256:" + hashlib.sha256(f"layer-{name}".encode()).hexdigest()
-
-
-def tag(name: str, image: str, updated: str) -> dict:
-    return {"tag": name, "digest": digest(image), "updated": updated, "layers": [layer("base"), layer(image)]}
-
-
-def repo(namespace, name, tags, source_code=None, build_rules=(), sync_rules=()):
-    return {
-        "namespace": namespace,
-        "name": name,
-        "source_code": source_code,
-        "build_rules": [{"push_type": "GIT_BRANCH", "push_name": "main", "image_tag": p} for p in build_rules],
-        "sync_rules": list(sync_rules),
-        "tags": tags,
-    }
-
-
-GITHUB = {"type": "GITHUB", "namespace": "acme", "name": "code"}
 
 DATASET = {
     "clock": "2026-11-01T00:00:00Z",
@@ -291,7 +267,7 @@ def world(tmp_path_factory, prefect_api_url, plan_cli):
     root = tmp_path_factory.mktemp("plan-handworked")
     manifest = root / "regeneration.csv"
     manifest.write_text(MANIFEST, encoding="utf-8")
-    with EmulatorProcess(DATASET) as emu, plan_cli.proxy(emu.acr_endpoint, "acr") as acr_proxy, \
+    with new_emulator(DATASET) as emu, plan_cli.proxy(emu.acr_endpoint, "acr") as acr_proxy, \
             plan_cli.proxy(emu.oss_endpoint, "oss") as oss_proxy:
 
         def write_config(name: str, instance_id: str, bucket: str, allow: list[str], with_manifest: bool,
@@ -412,7 +388,7 @@ def test_plan_writes_nothing_to_the_cloud(world, passing_run):
     # What the proxies saw: only reads.
     seen = [r for proxy in world["proxies"] for r in proxy.snapshot()]
     assert seen, "the proxies recorded nothing: the CLI bypassed them"
-    acr_actions = {action for service, _, _, action in seen if service == "acr"}
+    acr_actions = {action for service, *_, action in seen if service == "acr"}
     assert "" not in acr_actions
     assert acr_actions <= {
         "GetInstance", "ListRepository", "ListRepoTag", "ListArtifactLifecycleRule", "ListChartRepository",
@@ -420,7 +396,7 @@ def test_plan_writes_nothing_to_the_cloud(world, passing_run):
     }, acr_actions
     assert not acr_actions & WRITE_ACTIONS
     assert not any(a.startswith(("Create", "Delete", "Update", "Put", "Cancel")) for a in acr_actions)
-    oss_methods = {method for service, method, _, _ in seen if service == "oss"}
+    oss_methods = {method for service, method, *_ in seen if service == "oss"}
     assert oss_methods <= {"GET", "HEAD"}, oss_methods
     # The emulator's own per-service counters agree with the proxies' count.
     assert after["request_counts"].get("acr", 0) == sum(1 for r in seen if r[0] == "acr")

@@ -18,23 +18,15 @@ out by hand here (conservative default: every reading planned).
 from __future__ import annotations
 
 import csv
-import hashlib
 from pathlib import Path
 
 import pytest
 
-from acr_gc.emulator.process import EmulatorProcess
+from dataset_kit import digest, layer
+from emulator_kit import new_emulator
 
 AK, SECRET = "LTAI-plan-rule-fields", "plan-rule-fields-secret"
 CLOCK = "2026-11-01T00:00:00Z"
-
-
-def digest(name: str) -> str:
-    return "sha256:" + hashlib.sha256(f"image-{name}".encode()).hexdigest()
-
-
-def layer(name: str) -> str:
-    return "sha256:" + hashlib.sha256(f"layer-{name}".encode()).hexdigest()
 
 
 def repo(ns: str, name: str, tags: list[str], build=False, sync_rules=(), image_prefix: str = "") -> dict:
@@ -146,7 +138,7 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def emu():
-    with EmulatorProcess(DATASET) as process:
+    with new_emulator(DATASET) as process:
         yield process
 
 

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from acr_gc.emulator.generator import CREDENTIALS, generate
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ FIXED_STEPS = {"list-repositories", "list-lifecycle-rules", "list-charts", "buck
 
 @pytest.fixture(scope="module")
 def generated_emulator():
-    with EmulatorProcess(generate(repos=REPOS, tags_per_repo=8, seed=3)) as emu:
+    with new_emulator(generate(repos=REPOS, tags_per_repo=8, seed=3)) as emu:
         yield emu
 
 

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.orm import Session
 
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 from reporting_support import (
     AFTER_BYTES,
     BEFORE_BYTES,
@@ -42,7 +42,7 @@ DAY_SECONDS = 1.0  # the 4-day window (2 noncurrent + 2 margin) takes ~4 s
 def emu():
     from reporting_support import dataset
 
-    with EmulatorProcess(dataset(), day_seconds=DAY_SECONDS, gc_tags_per_second=50) as process:
+    with new_emulator(dataset(), day_seconds=DAY_SECONDS, gc_tags_per_second=50) as process:
         yield process
 
 

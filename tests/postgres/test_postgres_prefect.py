@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 from prefect_server_kit import PrefectServer
 from reporting_support import INSTANCE, ROOT, cli_env, config_dict, write_config
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 def emu():
     from reporting_support import dataset
 
-    with EmulatorProcess(dataset()) as process:
+    with new_emulator(dataset()) as process:
         yield process
 
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from acr_gc.config import ConfigError, load_config
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 from pipeline.pipeline_support import OPS_AK, OPS_SECRET, cli_env, run_cli
 
 GOOD = {"target": {"instance_id": "cri-cfg", "bucket": "cri-cfg-storage"},
@@ -322,7 +322,7 @@ DATASET = {
 
 @pytest.fixture(scope="module")
 def emu():
-    with EmulatorProcess(DATASET) as process:
+    with new_emulator(DATASET) as process:
         yield process
 
 

@@ -26,7 +26,7 @@ import psutil
 import pytest
 
 from acr_gc.emulator.dataset import load_dataset
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 from emulator_kit import AK, SECRET, make_acr_client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,7 +208,7 @@ def test_serve_exits_2_with_one_line(tmp_path, garbage, case):
 
 @pytest.fixture(scope="module")
 def emu():
-    with EmulatorProcess(GOOD) as process:
+    with new_emulator(GOOD) as process:
         yield process
 
 

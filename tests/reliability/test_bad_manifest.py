@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 from acr_gc.rules import ManifestError, load_manifest
 from pipeline.pipeline_support import OPS_AK, OPS_SECRET, cli_env, run_cli
 
@@ -138,7 +138,7 @@ DATASET = {
 
 @pytest.fixture(scope="module")
 def emu():
-    with EmulatorProcess(DATASET) as process:
+    with new_emulator(DATASET) as process:
         yield process
 
 

@@ -2,7 +2,7 @@
 before any change with a message naming the first; nothing is stacked, and `acr-gc thaw`
 will not pull the freeze from under the live run.
 
-Real parts: the emulator subprocess (GC slowed so the runs overlap), two `acr-gc run`
+Real parts: the emulator (GC slowed so the runs overlap), two `acr-gc run`
 processes started at the same moment, `acr-gc thaw` as a process, the session's Prefect
 server. The dataset is the hand-worked one of tests/pipeline/crash_support.py (40 expired
 tags, the retained set written out there); a background recorder keeps every GC task id
@@ -21,7 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 import crash_support as cs  # noqa: E402
 
-from acr_gc.emulator.process import EmulatorProcess  # noqa: E402
+from emulator_kit import new_emulator  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -40,7 +40,7 @@ def children(tmp_path):
 
 
 def test_two_runs_started_together_one_proceeds_the_other_stops_clearly(prefect_api_url, children, tmp_path):
-    with EmulatorProcess(cs.dataset(cs.ORIGINAL_POLICY), gc_tags_per_second=GC_RATE) as emu:
+    with new_emulator(cs.dataset(cs.ORIGINAL_POLICY), gc_tags_per_second=GC_RATE) as emu:
         config = cs.write_config(tmp_path / "config.yaml", emu, tmp_path)
         env = cs.base_env(tmp_path / "prefect-home", prefect_api_url)
         with cs.TruthRecorder(emu) as seen:

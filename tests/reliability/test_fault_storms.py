@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 from pipeline_support import OTHER_POLICY, RUN_RETAINED, config_dict, dataset, run_flow, summary_of  # noqa: E402
 
 from acr_gc.cloud import calls  # noqa: E402
-from acr_gc.emulator.process import EmulatorProcess  # noqa: E402
+from emulator_kit import new_emulator  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -86,7 +86,7 @@ class Weather:
 
 def test_a_run_through_storms_of_throttling_5xx_and_dropped_connections_is_exactly_right(
         prefect_api_url, tmp_path, monkeypatch):
-    with EmulatorProcess(dataset(run_policy=OTHER_POLICY), gc_tags_per_second=2, seed=7) as emu:
+    with new_emulator(dataset(run_policy=OTHER_POLICY), gc_tags_per_second=2, seed=7) as emu:
         storage_before = emu.truth()["buckets"]["cri-run-storage"]["storage_bytes"]
         config = config_dict((emu.acr_endpoint, emu.oss_endpoint), tmp_path, "cri-run", "cri-run-storage",
                              api={"qps": 200, "concurrency": 4, "retries": 10})

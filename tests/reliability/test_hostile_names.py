@@ -4,7 +4,7 @@ GC still deletes exactly the expired ones.
 
 Real ACR's tag grammar would refuse most of these names, but the pipeline must survive
 whatever the API answers. Two instances of one hand-worked dataset, each run in-process
-by ``reclaim_storage`` on the session's Prefect server against an emulator subprocess:
+by ``reclaim_storage`` on the session's Prefect server against a real emulator:
 
 * ``cri-hostile`` — every hostile name is a tag of two repositories; the INSTANCE rule
   keeps the 8 newest per repository and the names are dated in opposite orders in the
@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 from pipeline.pipeline_support import (
     OPS_AK,
     OPS_SECRET,
@@ -126,7 +126,7 @@ def _dataset() -> dict:
 
 @pytest.fixture(scope="module")
 def emu():
-    with EmulatorProcess(_dataset(), day_seconds=1.0, gc_tags_per_second=200) as process:
+    with new_emulator(_dataset(), day_seconds=1.0, gc_tags_per_second=200) as process:
         yield process
 
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 import crash_support as cs  # noqa: E402
 import pipeline_support as ps  # noqa: E402
 
-from acr_gc.emulator.process import EmulatorProcess  # noqa: E402
+from emulator_kit import new_emulator  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -50,7 +50,7 @@ LOCKER = ("import sqlite3, sys\n"
 
 @pytest.fixture(scope="module")
 def emulator():
-    with EmulatorProcess(cs.dataset(cs.ORIGINAL_POLICY), gc_tags_per_second=GC_RATE) as emu:
+    with new_emulator(cs.dataset(cs.ORIGINAL_POLICY), gc_tags_per_second=GC_RATE) as emu:
         yield emu
 
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 import crash_support as cs  # noqa: E402
 import pipeline_support as ps  # noqa: E402
 
-from acr_gc.emulator.process import EmulatorProcess  # noqa: E402
+from emulator_kit import new_emulator  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -173,14 +173,14 @@ def canary_dataset() -> dict:
 
 @pytest.fixture(scope="module")
 def emulator():
-    with EmulatorProcess(canary_dataset(), day_seconds=DAY_SECONDS) as emu:
+    with new_emulator(canary_dataset(), day_seconds=DAY_SECONDS) as emu:
         yield emu
 
 
 @pytest.fixture(scope="module")
 def faulty_emulator():
     """20 % of requests answered 5xx or dropped (seeded): the run retries, and says so."""
-    with EmulatorProcess(canary_dataset(), day_seconds=DAY_SECONDS, fault_rate=0.2, seed=7) as emu:
+    with new_emulator(canary_dataset(), day_seconds=DAY_SECONDS, fault_rate=0.2, seed=7) as emu:
         yield emu
 
 

@@ -26,7 +26,7 @@ import yaml
 
 from acr_gc.demo import demo_config, demo_credentials
 from acr_gc.emulator.dataset import BUNDLED_DEMO
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 
 # 30 commands beside two CPU hogs: minutes, more on a machine busy with other work too
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -87,7 +87,7 @@ def _lane(name: str, args: list[str], rounds: int, home: Path, env: dict[str, st
 
 
 def test_demo_plan_and_run_start_every_time_beside_two_cpu_hogs(tmp_path):
-    with EmulatorProcess(BUNDLED_DEMO, gc_tags_per_second=5000) as emulator:
+    with new_emulator(BUNDLED_DEMO, gc_tags_per_second=5000) as emulator:
         config = demo_config(emulator.acr_endpoint, emulator.oss_endpoint, tmp_path / "out")
         raw = config.model_dump(mode="json")
         raw["sampling"]["mode"] = "scheduled"  # `run` ends once GC is done; the demo samples inline

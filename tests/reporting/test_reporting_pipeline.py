@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 from reporting_support import (
     AFTER_BYTES,
     AFTER_OBJECTS,
@@ -48,7 +48,7 @@ DAY_SECONDS = 1.0  # one emulated day per real second: the 4-day window takes ~4
 def emu():
     from reporting_support import dataset
 
-    with EmulatorProcess(dataset(), day_seconds=DAY_SECONDS, gc_tags_per_second=50) as process:
+    with new_emulator(dataset(), day_seconds=DAY_SECONDS, gc_tags_per_second=50) as process:
         yield process
 
 

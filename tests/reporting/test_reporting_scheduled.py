@@ -3,7 +3,7 @@ and an open window; the daily sampler, run with the emulator's clock advanced be
 passes, adds a sample per pass, turns the report COMPLETE on the pass whose sample lands
 at or after window_end, and adds the savings.csv row exactly once however often it runs.
 
-Real parts only: the emulator subprocess on a real-time clock moved by
+Real parts only: the emulator on a real-time clock moved by
 ``advance_clock``, the real SDKs, ``reclaim_storage`` and ``sample_storage`` on the
 session's Prefect server, and ``acr-gc sample --config`` as a subprocess once.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from acr_gc.emulator.process import EmulatorProcess
+from emulator_kit import new_emulator
 from reporting_support import (
     AFTER_BYTES,
     BEFORE_BYTES,
@@ -51,7 +51,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def emu():
     # The emulated clock runs at real speed: only advance_clock moves it by days.
-    with EmulatorProcess(dataset(), gc_tags_per_second=50) as process:
+    with new_emulator(dataset(), gc_tags_per_second=50) as process:
         yield process
 
 
