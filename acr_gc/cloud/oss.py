@@ -13,8 +13,6 @@ HTTPS. Thread safety: one SDK client per thread, as in :mod:`acr_gc.cloud.acr`.
 
 from __future__ import annotations
 
-from email.utils import parsedate_to_datetime
-
 import io
 import json
 import threading

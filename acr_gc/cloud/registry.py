@@ -38,7 +38,7 @@ from typing import Callable, Iterable
 import httpx
 
 from acr_gc.cloud import calls
-from acr_gc.cloud.errors import Classified, CloudError, to_cloud_error
+from acr_gc.cloud.errors import Classified, to_cloud_error
 from acr_gc.config import Api, Target
 
 SERVICE = "REGISTRY"

@@ -722,7 +722,6 @@ _GIT = "git@example.com"
 
 def _demo_build() -> tuple[dict, list[list[str]]]:
     g = _Gen(DEMO_SEED, "demo")
-    rng = g.rng
     main = _instance("cri-demo", "demo-registry", "cn-hangzhou", True, "cri-demo-storage")
     main["namespaces"] = list(_DEMO_NAMESPACES)
     main["lifecycle_rules"] = [dict(r) for r in _DEMO_RULES]

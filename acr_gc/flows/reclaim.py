@@ -39,7 +39,6 @@ from acr_gc.ledger.samples import copy_baseline
 from acr_gc.reports import files
 from acr_gc.reports.console import printable  # names from the API reach terminals and logs
 from acr_gc.reports.summary import (
-    ChecksSummary,
     CostSummary,
     GcSummary,
     PlanSummary,

@@ -16,19 +16,15 @@ Plus a scan: outside ``acr_gc/cloud`` no module builds an adapter itself; steps 
 
 from __future__ import annotations
 
-import http.client
 import logging
 import re
-import select
-import socket
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from acr_gc.emulator.process import EmulatorProcess
+from proxy_kit import PrefectApiProxy
 from pipeline_support import OPS_AK, OPS_SECRET, config_dict, dataset, summary_of
 
 pytestmark = pytest.mark.slow
@@ -70,89 +66,6 @@ def _block_config(emu, tmp_path: Path) -> dict:
     config["target"]["credentials"] = f"block:{BLOCK}"
     config["target"]["registry_endpoint"] = emu.registry_endpoint  # the exact forecast: the registry too
     return config
-
-
-class PrefectApiProxy:
-    """Forward ``127.0.0.1:<port>`` to the Prefect server and record ``(method, path)`` of
-    each HTTP request; a WebSocket upgrade (the events stream) is tunnelled byte for byte."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.requests: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def _tunnel(self) -> None:
-                host, port = proxy.upstream.rsplit(":", 1)
-                upstream = socket.create_connection((host, int(port)))
-                lines = [self.requestline, *(f"{key}: {value}" for key, value in self.headers.items())]
-                upstream.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-                sockets = [self.connection, upstream]
-                try:
-                    while True:
-                        readable, _, _ = select.select(sockets, [], [], 30)
-                        if not readable:
-                            continue
-                        for source in readable:
-                            data = source.recv(65536)
-                            if not data:
-                                return
-                            (upstream if source is self.connection else self.connection).sendall(data)
-                except OSError:
-                    return
-                finally:
-                    upstream.close()
-                    self.close_connection = True
-
-            def _forward(self) -> None:
-                if self.headers.get("Upgrade", "").lower() == "websocket":
-                    return self._tunnel()
-                with proxy._lock:
-                    proxy.requests.append((self.command, self.path.split("?", 1)[0]))
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("connection", "keep-alive", "transfer-encoding", "upgrade")}
-                conn = http.client.HTTPConnection(proxy.upstream, timeout=60)
-                try:
-                    conn.request(self.command, self.path, body=body, headers=headers)
-                    response = conn.getresponse()
-                    data = response.read()
-                    self.send_response_only(response.status, response.reason)
-                    for key, value in response.getheaders():
-                        if key.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length"):
-                            self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data)
-                finally:
-                    conn.close()
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _forward
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.endpoint = f"127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "PrefectApiProxy":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def snapshot(self) -> list[tuple[str, str]]:
-        with self._lock:
-            return list(self.requests)
 
 
 @pytest.fixture(scope="module")
