@@ -142,7 +142,7 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         return Failed(message=f"BLOCKED: {exc}", data=journal.summary.model_dump(mode="json"))
     with lease:
         inherited = take_over_dead_runs(ledger, config.target.instance_id, run_id,
-                                        active_task=lambda: make_driver(config).active_task())
+                                        started_task=lambda token: make_driver(config).started_task(token))
         return _reclaim(_Run(config, ledger, run_id, lease, inherited, logger))
 
 
