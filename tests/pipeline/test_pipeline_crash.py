@@ -121,6 +121,9 @@ def test_killed_run_then_thaw_restores_policy_and_a_new_run_attaches(prefect_ser
         config = cs.write_config(tmp_path / "config.yaml", emu, tmp_path)
         env = cs.base_env(prefect_server.home, prefect_server.api_url)
         with cs.TruthRecorder(emu) as seen:
+            # GC paused (emulator pace 0) until the refused thaw has been checked: the task is
+            # RUNNING when thaw asks however slowly thaw starts on a busy machine
+            emu.set_faults(gc_tags_per_second=0)
             first = _start_run(children, config, env)
             killed = _kill_during_gc(emu, first)
             task_id = cs.gc_tasks(killed)[0]["task_id"]
@@ -131,7 +134,10 @@ def test_killed_run_then_thaw_restores_policy_and_a_new_run_attaches(prefect_ser
             # bucket stays frozen; once the task has ended, thaw restores the original.
             refused = _thaw(children, config, env, emu, rc_expected=3)
             assert f"GC task {task_id} is RUNNING" in refused.output(), refused.output()
-            assert cs.freeze_sids(cs.bucket_policy(emu.truth())) == [first_sid]
+            truth = emu.truth()
+            assert cs.freeze_sids(cs.bucket_policy(truth)) == [first_sid]
+            assert [t["state"] for t in cs.gc_tasks(truth)] == ["RUNNING"], "the refused thaw must not stop GC"
+            emu.set_faults(gc_tags_per_second=None)  # GC goes on at GC_RATE
             cs.wait_for("the killed run's GC task to end",
                         lambda: cs.gc_tasks(emu.truth())[0]["state"] == "SUCCESS", 90, emu)
             thaw = _thaw(children, config, env, emu)
