@@ -137,7 +137,9 @@ def test_killed_run_then_thaw_restores_policy_and_a_new_run_attaches(prefect_ser
             truth = emu.truth()
             assert cs.freeze_sids(cs.bucket_policy(truth)) == [first_sid]
             assert [t["state"] for t in cs.gc_tasks(truth)] == ["RUNNING"], "the refused thaw must not stop GC"
-            emu.set_faults(gc_tags_per_second=None)  # GC goes on at GC_RATE
+            # GC goes on, briskly: nothing below needs it slow, and the test's time limit is
+            # for the processes, not for 32 s of GC at GC_RATE after the thaw
+            emu.set_faults(gc_tags_per_second=40)
             cs.wait_for("the killed run's GC task to end",
                         lambda: cs.gc_tasks(emu.truth())[0]["state"] == "SUCCESS", 90, emu)
             thaw = _thaw(children, config, env, emu)
