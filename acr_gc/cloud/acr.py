@@ -777,4 +777,5 @@ def _gc_status(d: dict) -> GcStatus:
         finished=parse_time(d.get("FinishTime")),
         tags_planned=_int(d.get("TagsPlanned"), None),
         error=_str(d.get("ErrorMessage")),
+        client_token=_str(d.get("ClientToken")),
     )

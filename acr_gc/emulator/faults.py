@@ -18,6 +18,12 @@ for errors inside a successful HTTP exchange; ``stat_delay_hours`` H makes GetBu
 answer the figures as of H emulated hours ago, with that ``LastModifiedTime`` (OSS's
 statistics are not real-time).
 
+``gc_tags_per_second`` (null: the server's own ``--gc-tags-per-second``) sets the pace of
+GC tasks at runtime, a running one included; 0 pauses them: a task stays RUNNING with
+nothing more deleted until the pace is set again. It changes when GC's work happens, never
+what it does: the way a test keeps a task "still running" for as long as it needs to look,
+on a machine of any speed.
+
 A *hold* (``{"hold": {"action": A, "skip": N}}``) lets the first N requests for the
 operation A through and then keeps every later one waiting, unanswered, until the hold
 is cleared (``{"hold": null}``, a new hold, or a reset): the way to stop a client at an
@@ -73,6 +79,7 @@ class FaultSettings:
     fault_rate: float = 0.0
     seed: int = 0
     gc_fail_after_tags: int | None = None
+    gc_tags_per_second: float | None = None  # None: the GC service's own pace; 0: paused
     # seconds the cloud's wall clock is ahead of this machine's (negative: behind): what a
     # client on a machine whose clock drifted meets; request signatures are dated against it
     clock_skew_s: float = 0.0
@@ -97,8 +104,8 @@ class FaultSettings:
 
     def update(self, changes: dict) -> None:
         """Partial update from the admin endpoint; unknown keys or bad values raise ValueError."""
-        allowed = {"latency_ms", "qps", "fault_rate", "gc_fail_after_tags", "seed", "clock_skew_s", "hold",
-                   "business_error_rate", "business_error_codes", "stat_delay_hours"}
+        allowed = {"latency_ms", "qps", "fault_rate", "gc_fail_after_tags", "gc_tags_per_second", "seed",
+                   "clock_skew_s", "hold", "business_error_rate", "business_error_codes", "stat_delay_hours"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
@@ -134,6 +141,13 @@ class FaultSettings:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ValueError("gc_fail_after_tags must be a non-negative integer or null")
             self.gc_fail_after_tags = value
+        if "gc_tags_per_second" in changes:
+            value = changes["gc_tags_per_second"]
+            if value is not None:
+                value = float(value)
+                if not value >= 0:
+                    raise ValueError("gc_tags_per_second must be >= 0 (0 pauses GC) or null")
+            self.gc_tags_per_second = value
         if "clock_skew_s" in changes:
             self.clock_skew_s = float(changes["clock_skew_s"] or 0)
         if "hold" in changes:
@@ -166,6 +180,7 @@ class FaultSettings:
             "fault_rate": self.fault_rate,
             "seed": self.seed,
             "gc_fail_after_tags": self.gc_fail_after_tags,
+            "gc_tags_per_second": self.gc_tags_per_second,
             "clock_skew_s": self.clock_skew_s,
             "hold": None if self.hold is None else {"action": self.hold.action, "skip": self.hold.skip},
             "business_error_rate": self.business_error_rate,

@@ -2,7 +2,8 @@
 
 A task deletes the expired tags of every image repository of the instance
 (``retention.expired_tags``; repositories in (namespace, name) order, each one's oldest
-tag first), one tag at a time at ``tags_per_second`` real seconds, then
+tag first), one tag at a time at ``tags_per_second`` real seconds (the fault setting
+``gc_tags_per_second`` changes that pace at runtime; 0 pauses the task), then
 sweeps manifests and blobs no surviving tag still references. It runs as a background
 asyncio task in the server's event loop, so it interleaves with API requests exactly as
 a real long GC does (tags disappear from ListRepoTag while it runs).
@@ -233,6 +234,12 @@ class GcService:
         if state == "SUCCESS":
             task.progress = 100
 
+    def _pace(self) -> float:
+        """Tags per second now: the fault setting ``gc_tags_per_second`` when set (0: paused),
+        else the service's own."""
+        override = self.faults.gc_tags_per_second
+        return self.tags_per_second if override is None else override
+
     def _should_fail(self, task: GcTask) -> bool:
         limit = self.faults.gc_fail_after_tags
         return limit is not None and task.tags_deleted >= limit
@@ -253,10 +260,15 @@ class GcService:
             if task.state != "RUNNING":
                 return
             loop = asyncio.get_running_loop()
-            started = loop.time()
-            rate = self.tags_per_second
-            done = 0  # by this runner, for the pace
+            rate = None  # the pace counted from ``started``; a new pace starts counting again
             while task.pending:
+                if self._pace() != rate:
+                    rate, started, done = self._pace(), loop.time(), 0  # done: by this runner, at this pace
+                if rate == 0:  # paused (fault setting): still RUNNING, nothing deleted until resumed
+                    await asyncio.sleep(0.01)
+                    if task.state != "RUNNING":
+                        return
+                    continue
                 due = max(done + 1, int((loop.time() - started) * rate))
                 while done < due and task.pending:
                     if task.state != "RUNNING":

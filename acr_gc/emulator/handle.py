@@ -88,7 +88,7 @@ class EmulatorHandle:
         return self._call("POST", "clock/advance", {"days": days})
 
     def set_faults(self, **changes: Any) -> dict:
-        """Partial update: fault_rate, latency_ms, qps, gc_fail_after_tags, seed, hold ({"action", "skip"} or None),
+        """Partial update: fault_rate, latency_ms, qps, gc_fail_after_tags, gc_tags_per_second, seed, hold ({"action", "skip"} or None),
         business_error_rate, business_error_codes, stat_delay_hours."""
         return self._call("POST", "faults", changes)
 

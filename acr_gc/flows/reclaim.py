@@ -146,9 +146,8 @@ def reclaim_storage(config: Config, run_id: str | None = None) -> State:
         return Failed(message=f"BLOCKED: {exc}", data=journal.summary.model_dump(mode="json"))
     with lease, closing(clients):
         inherited = take_over_dead_runs(ledger, config.target.instance_id, run_id,
-                                        active_task=lambda: make_driver(config, clients.acr).active_task())
+                                        started_task=lambda token: make_driver(config, clients.acr).started_task(token))
         return _reclaim(_Run(config, clients, ledger, run_id, lease, inherited, logger))
-
 
 
 @dataclass

@@ -302,6 +302,10 @@ class ConsoleGcDriver:
             return None
         return self._progress(self._started.task_id)
 
+    def started_task(self, client_token: str | None) -> GcStatus | None:
+        """The console takes no client token: only the active task can be known."""
+        return self.active_task()
+
     def start(self, client_token: str | None = None) -> GcStatus:
         """Pause until the operator says the console task was started; then RUNNING, 0 %.
         (The console takes no client token: the pause itself makes the start happen once.)"""

@@ -29,6 +29,7 @@ class GcStatus:
     finished: datetime | None = None
     tags_planned: int | None = None
     error: str | None = None
+    client_token: str | None = None  # what the start that created it was called with, where the API tells
 
     @property
     def active(self) -> bool:
@@ -45,6 +46,10 @@ class GcDriver(Protocol):
 
     def active_task(self) -> GcStatus | None:
         """The instance's PENDING or RUNNING task, if any: a re-run attaches to it."""
+
+    def started_task(self, client_token: str | None) -> GcStatus | None:
+        """The task a start called with ``client_token`` created, in whatever state (ended
+        too), where the adapter's API tells; else the instance's active task, if any."""
 
     def start(self, client_token: str | None = None) -> GcStatus:
         """Start a task, or attach to the active one; never a second concurrent task.

@@ -27,6 +27,11 @@ class EmulatorGcDriver:
     def active_task(self) -> GcStatus | None:
         return next((task for task in self._acr.gc_list() if task.active), None)
 
+    def started_task(self, client_token: str | None) -> GcStatus | None:
+        tasks = self._acr.gc_list()
+        mine = next((task for task in tasks if client_token and task.client_token == client_token), None)
+        return mine or next((task for task in tasks if task.active), None)
+
     def start(self, client_token: str | None = None) -> GcStatus:
         active = self.active_task()
         if active is not None:

@@ -8,12 +8,14 @@ new run takes over that task, the plan it was started from and its baseline samp
 re-planning would see the deleted tags gone and judge the deletions against the wrong
 list, and a second GC task is what DESIGN section 2 forbids.
 
-Only an existing task is adopted with its plan (issue 11). A dead run whose GC start was
-only intended (the ledger has no task id: killed before the answer came) is resolved by
-asking the driver for the instance's active task: one is running → it is that run's, and
-is adopted; none → no GC ever started, so the run is closed like one that never got that
-far and the new run plans afresh, with its full gate — never a new GC from an inherited
-plan, which may be a month old while the rules and tags have moved on.
+Only an existing task is adopted with its plan (issue 11). A dead run whose GC start has
+no task id in the ledger (killed before the answer was recorded) is resolved by asking the
+driver which task that start created — by the client token the intent row carries, in
+whatever state, since a task that has ended meanwhile still did that run's deletions —
+or else which task is active: one is found → it is that run's, and is adopted; none → no
+GC ever started, so the run is closed like one that never got that far and the new run
+plans afresh, with its full gate — never a new GC from an inherited plan, which may be a
+month old while the rules and tags have moved on.
 """
 
 from __future__ import annotations
@@ -45,15 +47,15 @@ class Inherited:
 
 
 def take_over_dead_runs(ledger: Ledger, instance_id: str, run_id: str,
-                        *, active_task: Callable[[], GcStatus | None]) -> Inherited | None:
+                        *, started_task: Callable[[str | None], GcStatus | None]) -> Inherited | None:
     """Close the instance's dead runs; return the one whose GC this run must finish.
 
-    ``active_task`` (the driver's): asked only for a dead run whose GC start has no task id;
-    it raising leaves that run open for the next attempt (nothing was decided)."""
+    ``started_task(client_token)`` (the driver's): asked only for a dead run whose GC start
+    has no task id; it raising leaves that run open for the next attempt (nothing was decided)."""
     dead = running_runs(ledger, instance_id, excluding=run_id)
     inherited = None
     for run in dead:
-        found = None if inherited else _gc_of(ledger, run, active_task)
+        found = None if inherited else _gc_of(ledger, run, started_task)
         if found is not None:
             inherited = found
             note = f"interrupted (its process is gone); run {run_id} took over its GC task {found.task_id}"
@@ -64,7 +66,7 @@ def take_over_dead_runs(ledger: Ledger, instance_id: str, run_id: str,
     return inherited
 
 
-def _gc_of(ledger: Ledger, run: Run, active_task: Callable[[], GcStatus | None]) -> Inherited | None:
+def _gc_of(ledger: Ledger, run: Run, started_task: Callable[[str | None], GcStatus | None]) -> Inherited | None:
     task = latest_gc_task(ledger, run.run_id)
     before = baseline_of(ledger, run.run_id)
     if task is None or before is None:
@@ -74,10 +76,11 @@ def _gc_of(ledger: Ledger, run: Run, active_task: Callable[[], GcStatus | None])
         return None
     task_id = task.task_id
     if task_id is None:  # started or not? Only a task that exists is adopted
-        active = active_task()
-        if active is None:
-            log.warning("run %s recorded a GC start whose task id never came and no GC task is active: "
-                        "no GC started, so its plan is not inherited; this run plans afresh", run.run_id)
+        started = started_task(task.client_token)
+        if started is None:
+            log.warning("run %s recorded a GC start whose task id never came, no task was started with its client "
+                        "token and none is active: no GC started, so its plan is not inherited; this run plans "
+                        "afresh", run.run_id)
             return None
-        task_id = active.task_id
+        task_id = started.task_id
     return Inherited(run=run, task_id=task_id, verdicts=verdicts, before=before)

@@ -274,3 +274,53 @@ def test_injected_failure_after_n_tags(many, acr_client, gc_call):
     final2 = wait_final(client, gc_call, "cri-many", task2["TaskId"])
     assert final2["State"] == "SUCCESS" and final2["TagsDeleted"] == 45
     assert many.truth()["instances"]["cri-many"]["tags"]["ns/r"] == [f"t{i:03d}" for i in range(50, 60)]
+
+
+def test_gc_pace_fault_pauses_and_resumes_a_running_task_to_the_same_end(many, acr_client, gc_call):
+    """``gc_tags_per_second`` 0 keeps a task RUNNING with nothing more deleted (what a test
+    needs to look at a GC "still running" on a machine of any speed); another rate, or null
+    (the server's own pace), lets it go on to the end an uninterrupted task reaches."""
+    client = acr_client()
+    try:
+        many.set_faults(gc_tags_per_second=0)
+        task = gc_call(client, "CreateGarbageCollectionTask", InstanceId="cri-many")
+
+        def status():
+            return gc_call(client, "GetGarbageCollectionTask", InstanceId="cri-many", TaskId=task["TaskId"])
+
+        # paused from the start: 50 tags planned, none deleted, however long we look (the
+        # server's own pace, 200 tags/s, would have finished within the first quarter second)
+        for _ in range(10):
+            seen = status()
+            assert (seen["State"], seen["TagsDeleted"], seen["Progress"]) == ("RUNNING", 0, 0), seen
+            time.sleep(0.1)
+        assert len(many.truth()["instances"]["cri-many"]["tags"]["ns/r"]) == 60
+
+        many.set_faults(gc_tags_per_second=20)  # resumed slowly, then paused again part-way
+        deadline = time.monotonic() + 20
+        while status()["TagsDeleted"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        many.set_faults(gc_tags_per_second=0)
+        held = status()
+        assert held["State"] == "RUNNING" and 5 <= held["TagsDeleted"] < 50, held
+        for _ in range(5):
+            time.sleep(0.1)
+            assert status()["TagsDeleted"] == held["TagsDeleted"]
+        assert 0 < status()["Progress"] < 100
+        assert len(many.truth()["instances"]["cri-many"]["tags"]["ns/r"]) == 60 - held["TagsDeleted"]
+
+        many.set_faults(gc_tags_per_second=None)  # the server's pace again
+        final = wait_final(client, gc_call, "cri-many", task["TaskId"])
+        assert final["State"] == "SUCCESS" and final["TagsDeleted"] == 50 and final["Progress"] == 100, final
+        assert many.truth()["instances"]["cri-many"]["tags"]["ns/r"] == [f"t{i:03d}" for i in range(50, 60)]
+    finally:
+        many.set_faults(gc_tags_per_second=None)
+
+
+def test_gc_pace_fault_is_validated(many):
+    with pytest.raises(Exception) as err:
+        many.set_faults(gc_tags_per_second=-1)
+    assert "gc_tags_per_second" in str(err.value)
+    assert many.truth()["faults"]["gc_tags_per_second"] is None  # the server's own pace
+    assert many.set_faults(gc_tags_per_second=0)["gc_tags_per_second"] == 0
+    assert many.set_faults(gc_tags_per_second=None)["gc_tags_per_second"] is None

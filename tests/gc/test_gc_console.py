@@ -14,7 +14,9 @@ Dataset, worked by hand (instance ``cri-console-a`` in ``cn-shanghai``; tags one
   infra/proxy  stable (oldest), e00 … e14   REPO infra/proxy: keep /stable/ → expired e00 … e14 (15)
   infra/tools  t1                        no rule applies              → kept
 
-  planned expired tags = 9 + 15 = 24; at the emulator's 20 tags/s the task runs ≈ 1.2 s.
+  planned expired tags = 9 + 15 = 24; at the emulator's 20 tags/s the task runs ≈ 1.2 s
+  (the monitoring test holds it part-way with the emulator's ``gc_tags_per_second`` fault
+  until the flow has seen it there, whatever the machine's speed).
 """
 
 from __future__ import annotations
@@ -134,6 +136,9 @@ def loaded(prefect_server, emulator, credentials, monkeypatch):
     return emulator
 
 
+WATCHING: list = []  # every status the running drive flow has seen so far (same process: the test reads it meanwhile)
+
+
 def _flows():
     from prefect import flow
 
@@ -145,13 +150,13 @@ def _flows():
         if not driver.is_enabled():
             return {"enabled": False}
         status = driver.start()
-        seen = [status]
+        WATCHING[:] = [status]
         deadline = time.monotonic() + config.gc.timeout.total_seconds()
         while status.state not in TERMINAL_STATES and time.monotonic() < deadline:
             time.sleep(config.gc.poll_interval.total_seconds())
             status = driver.status(status.task_id)
-            seen.append(status)
-        return {"enabled": True, "final": status, "seen": seen, "active_after": driver.active_task()}
+            WATCHING.append(status)
+        return {"enabled": True, "final": status, "seen": list(WATCHING), "active_after": driver.active_task()}
 
     @flow(name="console-gc-start-only", persist_result=False)
     def start_only(config: Config, planned: list[dict]):
@@ -165,6 +170,18 @@ def _flows():
 
 
 DRIVE, START_ONLY, CANCEL_ONLY = _flows()
+
+
+def _gc_task(emu) -> dict:
+    [task] = emu.truth()["instances"][INSTANCE]["gc_tasks"]
+    return task
+
+
+def _wait_until(what: str, predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.05)
 
 
 def run_name(tag: str) -> str:
@@ -252,8 +269,21 @@ def test_console_driver_pause_resume_and_public_api_monitoring(loaded, credentia
         assert text in art.data, text
     assert emu.truth()["instances"][INSTANCE]["gc_tasks"] == []  # the flow itself started nothing
 
-    console_task = acr_client(cfg).gc_create()  # the person clicks Execute → Confirm in the console
-    run.resume({"started": True})
+    WATCHING.clear()
+    emu.set_faults(gc_tags_per_second=0)  # GC paused: it moves only when the test lets it, below
+    try:
+        console_task = acr_client(cfg).gc_create()  # the person clicks Execute → Confirm in the console
+        run.resume({"started": True})
+        # the task goes part-way (at 0.5 tags/s its first tag goes at once, the next 2 s later)
+        # and is held there until the flow's watcher has measured it mid-way
+        emu.set_faults(gc_tags_per_second=0.5)
+        _wait_until("the console task to delete a tag", lambda: _gc_task(emu)["tags_deleted"] >= 1)
+        emu.set_faults(gc_tags_per_second=0)
+        part_way = _gc_task(emu)
+        assert part_way["state"] == "RUNNING" and 1 <= part_way["tags_deleted"] < 24, part_way
+        _wait_until("the watcher to see the task part-way", lambda: any(0 < s.progress < 100 for s in WATCHING))
+    finally:
+        emu.set_faults(gc_tags_per_second=None)  # the emulator's own pace: the task runs to its end
     # every planned tag gone is not the task's end (the sweep follows): the person is asked
     paused = run.wait_paused(f"{FINISHED_PAUSE_KEY}-1")
     assert tags_left(emu) == expected_left()

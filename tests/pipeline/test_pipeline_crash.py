@@ -121,6 +121,9 @@ def test_killed_run_then_thaw_restores_policy_and_a_new_run_attaches(prefect_ser
         config = cs.write_config(tmp_path / "config.yaml", emu, tmp_path)
         env = cs.base_env(prefect_server.home, prefect_server.api_url)
         with cs.TruthRecorder(emu) as seen:
+            # GC paused (emulator pace 0) until the refused thaw has been checked: the task is
+            # RUNNING when thaw asks however slowly thaw starts on a busy machine
+            emu.set_faults(gc_tags_per_second=0)
             first = _start_run(children, config, env)
             killed = _kill_during_gc(emu, first)
             task_id = cs.gc_tasks(killed)[0]["task_id"]
@@ -131,7 +134,12 @@ def test_killed_run_then_thaw_restores_policy_and_a_new_run_attaches(prefect_ser
             # bucket stays frozen; once the task has ended, thaw restores the original.
             refused = _thaw(children, config, env, emu, rc_expected=3)
             assert f"GC task {task_id} is RUNNING" in refused.output(), refused.output()
-            assert cs.freeze_sids(cs.bucket_policy(emu.truth())) == [first_sid]
+            truth = emu.truth()
+            assert cs.freeze_sids(cs.bucket_policy(truth)) == [first_sid]
+            assert [t["state"] for t in cs.gc_tasks(truth)] == ["RUNNING"], "the refused thaw must not stop GC"
+            # GC goes on, briskly: nothing below needs it slow, and the test's time limit is
+            # for the processes, not for 32 s of GC at GC_RATE after the thaw
+            emu.set_faults(gc_tags_per_second=40)
             cs.wait_for("the killed run's GC task to end",
                         lambda: cs.gc_tasks(emu.truth())[0]["state"] == "SUCCESS", 90, emu)
             thaw = _thaw(children, config, env, emu)
@@ -300,3 +308,56 @@ def test_killed_run_with_an_intent_only_gc_start_is_planned_afresh_after_a_rule_
             states = db.execute("SELECT run_id, state, message FROM runs ORDER BY started_at").fetchall()
         assert [(r, s) for r, s, _ in states] == [(first_run, "FAILED"), (second_run, "GC_DONE")], states
         assert "before its GC started" in states[0][2], states[0]
+
+
+def test_killed_run_whose_gc_start_was_answered_but_not_recorded_is_taken_over_after_the_task_ended(
+        prefect_server, children, tmp_path):
+    """The moment between the two halves of a GC start: the emulator started the task (the
+    create was answered), the run is killed before the ledger has its id (held: the first
+    GetGarbageCollectionTask, which the start sends right after the create). The ledger has
+    only the intent, with the client token the task was started with. The task then runs to
+    its end before the next run starts (a slow machine, an operator who thaws first): the
+    next run must still take that task over — found by the start's client token, whatever
+    its state — and not plan afresh and start a second GC over a registry GC already cleaned
+    (DESIGN section 2: never doubled; its baseline would be the after-GC storage)."""
+    with EmulatorProcess(cs.dataset(cs.ORIGINAL_POLICY), gc_tags_per_second=40.0) as emu:
+        storage_before = emu.truth()["buckets"][cs.BUCKET]["storage_bytes"]
+        config = cs.write_config(tmp_path / "config.yaml", emu, tmp_path)
+        env = cs.base_env(prefect_server.home, prefect_server.api_url)
+        with cs.TruthRecorder(emu) as seen:
+            emu.set_faults(hold={"action": "GetGarbageCollectionTask", "skip": 0})
+            first = _start_run(children, config, env)
+            cs.wait_for("the GC start answered and the task's first status held",
+                        lambda: emu.truth()["faults"]["held"] >= 1, 120, emu, first)
+            first.kill_group(signal.SIGKILL)
+            assert first.wait(15) == -signal.SIGKILL, cs.diagnostics(emu, first)
+            emu.set_faults(hold=None)
+            with sqlite3.connect(tmp_path / "ledger.db") as db:
+                assert db.execute("SELECT task_id, state FROM gc_tasks").fetchall() == [(None, "intent")]
+                [(first_run,)] = db.execute("SELECT run_id FROM runs").fetchall()
+            [task] = cs.gc_tasks(emu.truth())
+            task_id = task["task_id"]
+            cs.wait_for("the killed run's GC task to end",
+                        lambda: cs.gc_tasks(emu.truth())[0]["state"] == "SUCCESS", 90, emu)
+
+            thaw = _thaw(children, config, env, emu)  # GC has ended: thaw gives the policy back
+            assert "1 freeze(s) undone" in thaw.output(), thaw.output()
+            second = _start_run(children, config, env)
+            rc = _finish(second, emu)
+        out = second.output()
+        assert rc == 0, f"the second run exited {rc}\n{cs.diagnostics(emu, second)}"
+
+        truth = emu.truth()
+        assert not seen.errors, seen.errors
+        assert seen.task_ids == {task_id}, f"GC tasks seen over the test: {seen.task_ids}\n{cs.diagnostics(emu, second)}"
+        _assert_gc_complete_and_retained(truth, task_id)
+        assert _same_json(cs.bucket_policy(truth), cs.ORIGINAL_POLICY), cs.bucket_policy(truth)
+
+        summary = cs.read_summary(tmp_path, out)
+        assert summary["state"] == "GC_DONE" and summary["gc"]["task_id"] == task_id, summary
+        assert summary["checks"]["unexpected_deletions"] == 0 and summary["checks"]["missed_deletions"] == 0
+        assert summary["storage"]["before_bytes"] == storage_before, summary["storage"]
+        with sqlite3.connect(tmp_path / "ledger.db") as db:
+            states = db.execute("SELECT run_id, state, message FROM runs ORDER BY started_at").fetchall()
+        assert [(r, s) for r, s, _ in states][0] == (first_run, "FAILED"), states
+        assert f"took over its GC task {task_id}" in states[0][2], states[0]

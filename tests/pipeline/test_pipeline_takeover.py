@@ -42,7 +42,7 @@ def _dataset() -> dict:
             "buckets": [bucket(BUCKET)]}
 
 
-def _killed_run(ledger: Ledger, run_id: str) -> pd.DataFrame:
+def _killed_run(ledger: Ledger, run_id: str, client_token: str | None = None) -> pd.DataFrame:
     """What a run killed right after recording its GC start (before the answer) leaves."""
     now = datetime.now(timezone.utc)
     plan = pd.DataFrame({"namespace": "apps", "repo": "svc", "tag": TAGS, "digest": "sha256:x",
@@ -54,7 +54,8 @@ def _killed_run(ledger: Ledger, run_id: str) -> pd.DataFrame:
     with ledger.session() as session:
         session.add(Sample(run_id=run_id, bucket=BUCKET, taken_at=now, storage_bytes=1, object_count=1,
                            phase="before"))
-        session.add(GcTask(run_id=run_id, instance_id=INSTANCE, driver="emulator", state="intent", created_at=now))
+        session.add(GcTask(run_id=run_id, instance_id=INSTANCE, driver="emulator", state="intent",
+                           client_token=client_token, created_at=now))
     return plan
 
 
@@ -72,14 +73,15 @@ def test_an_intended_gc_start_is_adopted_only_while_the_task_really_runs(emulato
         _killed_run(ledger, "killed-1")
         task_id = call_gc_action(make_acr_client(emulator.acr_endpoint), "CreateGarbageCollectionTask",
                                  InstanceId=INSTANCE)["TaskId"]
-        inherited = take_over_dead_runs(ledger, INSTANCE, "new-1", active_task=driver.active_task)
+        inherited = take_over_dead_runs(ledger, INSTANCE, "new-1", started_task=driver.started_task)
         assert inherited is not None and inherited.task_id == task_id
         assert inherited.run.run_id == "killed-1" and int(inherited.verdicts["expired"].sum()) == 398
         [task] = emulator.truth()["instances"][INSTANCE]["gc_tasks"]
         assert task["task_id"] == task_id and task["state"] in ("PENDING", "RUNNING")
 
-        # the same leftovers once no task is active (none was ever started, or it has ended):
-        # nothing is inherited, the run is closed, the new run plans afresh
+        # the same leftovers once no task is active and none was started with the intent's
+        # client token (none was ever started): nothing is inherited, the run is closed, the
+        # new run plans afresh
         call_gc_action(make_acr_client(emulator.acr_endpoint), "CancelGarbageCollectionTask",
                        InstanceId=INSTANCE, TaskId=task_id)
         deadline = time.monotonic() + 15
@@ -87,9 +89,21 @@ def test_an_intended_gc_start_is_adopted_only_while_the_task_really_runs(emulato
             time.sleep(0.1)
         assert driver.active_task() is None
         _killed_run(ledger, "killed-2")
-        assert take_over_dead_runs(ledger, INSTANCE, "new-2", active_task=driver.active_task) is None
+        assert take_over_dead_runs(ledger, INSTANCE, "new-2", started_task=driver.started_task) is None
         with ledger.session() as session:
             closed = session.get(Run, "killed-2")
             assert closed.state == "FAILED" and "before its GC started" in closed.message
+
+        # a start that did create its task (with the intent's client token), which has ended
+        # since: that run's GC happened, so its task is adopted with its plan, not started again
+        ended = call_gc_action(make_acr_client(emulator.acr_endpoint), "CreateGarbageCollectionTask",
+                               InstanceId=INSTANCE, ClientToken="killed-3-start")["TaskId"]
+        call_gc_action(make_acr_client(emulator.acr_endpoint), "CancelGarbageCollectionTask",
+                       InstanceId=INSTANCE, TaskId=ended)
+        assert driver.active_task() is None
+        _killed_run(ledger, "killed-3", client_token="killed-3-start")
+        inherited = take_over_dead_runs(ledger, INSTANCE, "new-3", started_task=driver.started_task)
+        assert inherited is not None and inherited.task_id == ended and inherited.run.run_id == "killed-3"
+        assert [t["task_id"] for t in emulator.truth()["instances"][INSTANCE]["gc_tasks"]] == [task_id, ended]
     finally:
         ledger.dispose()

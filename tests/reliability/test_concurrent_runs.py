@@ -25,7 +25,7 @@ from emulator_kit import new_emulator  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-GC_RATE = 4.0  # tags per second: 40 tags take 10 s, long enough for a thaw attempt
+GC_RATE = 4.0  # tags per second once resumed: the runs overlap (GC is paused over the thaw attempt)
 
 
 def _same_json(a, b) -> bool:
@@ -44,6 +44,9 @@ def test_two_runs_started_together_one_proceeds_the_other_stops_clearly(prefect_
         config = cs.write_config(tmp_path / "config.yaml", emu, tmp_path)
         env = cs.base_env(tmp_path / "prefect-home", prefect_api_url)
         with cs.TruthRecorder(emu) as seen:
+            # GC paused (emulator pace 0) until the thaw attempt has been checked: the winner's
+            # task is RUNNING, and the winner alive, however slowly thaw starts on a busy machine
+            emu.set_faults(gc_tags_per_second=0)
             runs = [children.start(f"run{i}", cs.acr_gc_args("run", "--config", str(config)), env) for i in (1, 2)]
             cs.wait_for("a GC task RUNNING under the freeze", cs.gc_running_and_frozen(emu), 120, emu, *runs)
 
@@ -53,6 +56,7 @@ def test_two_runs_started_together_one_proceeds_the_other_stops_clearly(prefect_
             truth = emu.truth()
             assert [t["state"] for t in cs.gc_tasks(truth)] == ["RUNNING"], "the thaw attempt must not stop GC"
             assert len(cs.freeze_sids(cs.bucket_policy(truth))) == 1, "a refused thaw leaves the freeze on"
+            emu.set_faults(gc_tags_per_second=None)  # GC goes on at GC_RATE
 
             codes = [run.wait(150) for run in runs]
         assert sorted(codes) == [0, 3], [(c, r.output()) for c, r in zip(codes, runs)]
