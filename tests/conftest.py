@@ -45,30 +45,6 @@ BASE_DATASET = {
 }
 
 
-# The order files are handed to pytest-xdist workers in (scripts/test.sh: --dist loadfile
-# --no-loadscope-reorder, so collection order): the files that take minutes each (dozens of
-# CLI processes, runs killed and resumed, whole deployments) first, then every file with
-# end-to-end (``slow``) tests, the quick unit files last to fill the gaps; so that no long
-# file starts late and becomes the suite's tail.
-LONGEST_FIRST = (
-    "reliability/test_startup_under_load.py",
-    "reliability/test_kills.py",
-    "deploy/test_deploy_e2e.py",
-    "pipeline/test_pipeline_crash.py",
-)
-
-
-def pytest_collection_modifyitems(items) -> None:
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-
-    def rank(item) -> tuple[int, int]:
-        path = item.path.as_posix()
-        longest = next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(name)), len(LONGEST_FIRST))
-        return longest, 0 if item.path in slow_files else 1
-
-    items.sort(key=rank)  # stable: every file keeps its own order
-
-
 @pytest.fixture(scope="session")
 def prefect_api_url():
     """ONE Prefect server (``prefect_test_harness``, temporary SQLite) for the whole session.

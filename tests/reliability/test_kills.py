@@ -44,7 +44,7 @@ import crash_support as cs  # noqa: E402
 
 from acr_gc.emulator.process import EmulatorProcess  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 BOUNDARIES = {
     # name: (hold, GC speed in tags/s)
@@ -140,7 +140,7 @@ def _kill_then_recover(boundary: str, prefect_api_url: str, children, tmp_path: 
             if hold:
                 emu.set_faults(hold=hold)
             first = children.start("run", cs.acr_gc_args("run", "--config", str(config)), env)
-            cs.wait_for(f"the run parked at {boundary}", _parked(emu, boundary, tmp_path), 120, emu, first)
+            cs.wait_for(f"the run parked at {boundary}", _parked(emu, boundary, tmp_path), 300, emu, first)
             first.kill_group(signal.SIGKILL)
             assert first.wait(15) == -signal.SIGKILL, cs.diagnostics(emu, first)
             emu.set_faults(hold=None)  # the killed run's held request is dropped, not answered
