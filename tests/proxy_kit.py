@@ -23,7 +23,33 @@ from urllib.parse import parse_qs, urlsplit
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
-class RecordingProxy:
+class _LocalProxy:
+    """A threaded HTTP server on a free loopback port, used as a context manager, and the
+    requests its handler recorded (``snapshot``)."""
+
+    requests: list
+    _lock: threading.Lock
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def snapshot(self) -> list:
+        with self._lock:
+            return list(self.requests)
+
+
+class RecordingProxy(_LocalProxy):
     """Forward ``127.0.0.1:<port>`` to ``upstream`` byte for byte (Host header included,
     so signatures still verify) and record ``(service, method, path, query, action)``: the
     emulator's truth counts requests per service only."""
@@ -95,25 +121,10 @@ class RecordingProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.endpoint = f"127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "RecordingProxy":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def snapshot(self) -> list[tuple[str, str, str, str, str]]:
-        with self._lock:
-            return list(self.requests)
+        self._serve(Handler)
 
 
-class PrefectApiProxy:
+class PrefectApiProxy(_LocalProxy):
     """Forward ``127.0.0.1:<port>`` to the Prefect server and record ``(method, path)`` of
     each HTTP request; a WebSocket upgrade (the events stream) is tunnelled byte for byte."""
 
@@ -178,19 +189,4 @@ class PrefectApiProxy:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _forward
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.endpoint = f"127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "PrefectApiProxy":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def snapshot(self) -> list[tuple[str, str]]:
-        with self._lock:
-            return list(self.requests)
+        self._serve(Handler)

@@ -88,14 +88,17 @@ class CloudClients:
             return OssClient(target, self.api, credentials=self._credentials)
         return RegistryClient(target, self.api, acr=self.acr)
 
+    def _once(self, cache: dict, key: str, client_type: str, target: Target):
+        """The adapter cached under ``key``, built on first use."""
+        with self._lock:
+            if key not in cache:
+                cache[key] = self._build(client_type, target)
+            return cache[key]
+
     def acr_for(self, instance_id: str | None = None, region: str | None = None) -> AcrClient:
         """The ACR adapter of ``instance_id`` (default: the target), one per instance."""
         target = instance_target(self.target, instance_id, region)
-        with self._lock:
-            client = self._acr.get(target.instance_id)
-            if client is None:
-                client = self._acr[target.instance_id] = self._build("acr", target)
-            return client
+        return self._once(self._acr, target.instance_id, "acr", target)
 
     @property
     def acr(self) -> AcrClient:
@@ -105,11 +108,7 @@ class CloudClients:
         """The OSS adapter of ``bucket`` (default: the target's), one per bucket."""
         target = self.target if bucket in (None, self.target.bucket) else self.target.model_copy(
             update={"bucket": bucket})
-        with self._lock:
-            client = self._oss.get(target.bucket)
-            if client is None:
-                client = self._oss[target.bucket] = self._build("oss", target)
-            return client
+        return self._once(self._oss, target.bucket, "oss", target)
 
     @property
     def oss(self) -> OssClient:
