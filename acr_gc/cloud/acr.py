@@ -280,7 +280,7 @@ class AcrClient:
         return RuntimeOptions(
             connect_timeout=connect_ms,
             read_timeout=read_ms,
-            max_idle_conns=max(40, self.api.concurrency * 2),
+            max_idle_conns=calls.pool_size(self.api),
             autoretry=False,
         )
 

@@ -296,3 +296,14 @@ def protocol_for(scheme: str | None, host: str) -> str:
 def is_loopback_or_ip(endpoint: str) -> bool:
     """True for ``127.0.0.1:9101``, ``localhost:9101``, ``[::1]:9101``, ``10.0.0.5:80``: the emulator."""
     return is_loopback(endpoint) or is_ip(endpoint)
+
+
+def pool_size(api: Api) -> int:
+    """Connections the SDK keeps per endpoint (its ``max_idle_conns``).
+
+    The limiter lets up to ``qps`` calls start at the top of each one-second window, from
+    as many threads as the steps run (several batches, each ``api.concurrency`` wide): a
+    pool smaller than that closes the surplus connections after every burst — one
+    "Connection pool is full, discarding connection" warning each — and opens them again
+    a second later."""
+    return max(40, api.concurrency * 2, math.ceil(api.qps))

@@ -174,7 +174,7 @@ class OssClient:
 
         connect_ms, read_ms = calls.runtime_timeouts_ms(self.api)
         return RuntimeOptions(connect_timeout=connect_ms, read_timeout=read_ms,
-                              max_idle_conns=max(40, self.api.concurrency * 2), autoretry=False)
+                              max_idle_conns=calls.pool_size(self.api), autoretry=False)
 
     def _execute(
         self,

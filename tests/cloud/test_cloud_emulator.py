@@ -178,6 +178,35 @@ def test_repository_pages_after_the_first_are_requested_together(fresh):
     assert [r.full_name for r in found] == expected and len(expected) == total
 
 
+def test_a_burst_as_wide_as_the_quota_keeps_its_connections(fresh, caplog):
+    """The limiter lets ``qps`` calls start together at the top of a window: with 60 of
+    them in flight at once (held at the emulator, then let go together), the SDK's pool
+    keeps every connection instead of discarding the surplus with one urllib3 warning each
+    (a plan printed ~150 "Connection pool is full" lines on 600 repositories at 100 qps)."""
+    import logging
+    import threading
+
+    wide = 60
+    acr, _ = clients(fresh, Api(qps=wide, concurrency=4, retries=0, timeout_s=30))
+    acr.get_instance()  # the SDK imported once, before the threads
+    fresh.set_faults(hold={"action": "GetInstance", "skip": 0})
+    results: list = []
+    workers = [threading.Thread(target=lambda: results.append(acr.get_instance())) for _ in range(wide)]
+    with caplog.at_level(logging.WARNING, logger="urllib3"):
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + 60
+        while fresh.set_faults()["held"] < wide:
+            assert time.monotonic() < deadline, fresh.set_faults()
+            time.sleep(0.05)
+        fresh.set_faults(hold=None)
+        for worker in workers:
+            worker.join(60)
+    assert len(results) == wide and {r.instance_id for r in results} == {ds.INSTANCE}
+    discarded = [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()]
+    assert discarded == []
+
+
 # ---------------------------------------------------------------- OSS
 
 

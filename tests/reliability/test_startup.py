@@ -4,6 +4,9 @@
 - a Prefect server already up on this machine (PREFECT_SERVER_API_HOST/PORT, no
   PREFECT_API_URL) is reused: the flow run is in *that* server's API, and the command
   started no server of its own;
+- ``plan`` and ``forecast`` run their flow without Prefect's flow-run heartbeats (whose
+  thread the engine joins for up to a second at the end of every run), unless the user
+  set a heartbeat frequency;
 - the user's own start-up timeout wins, and when it is exceeded the command says so in
   one line naming the setting, exits 1, and leaves no server running.
 """
@@ -113,3 +116,17 @@ def test_the_users_startup_timeout_wins_and_is_named_when_exceeded(plan_args, tm
     assert servers, "the command never started its temporary server"
     assert not [pid for pid in servers if psutil.pid_exists(pid) and
                 psutil.Process(pid).status() != psutil.STATUS_ZOMBIE], "the temporary server outlived the command"
+
+
+def test_read_only_flows_run_without_heartbeats_unless_the_user_set_a_frequency(prefect_api_url):
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    from acr_gc.prefect_api import without_flow_heartbeats
+
+    prefects_own = get_current_settings().flows.heartbeat_frequency
+    assert prefects_own is not None  # heartbeats are on by default: what the context turns off
+    with without_flow_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    assert get_current_settings().flows.heartbeat_frequency == prefects_own
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 45}), without_flow_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency == 45
