@@ -23,6 +23,7 @@ def test_measured_reclaimed_bytes_equal_the_forecast(emulator, prefect_api_url, 
     from acr_gc.reports.files import new_run_id
 
     emulator.load(json.loads(BUNDLED_DEMO.read_text(encoding="utf-8")))
+    emulator.set_faults(gc_tags_per_second=2000)  # the session emulator's 20 tags/s: 80 s for 1,642 tags
     calls.reset_limiters()
     for name, value in demo_credentials().items():
         monkeypatch.setenv(name, value)
