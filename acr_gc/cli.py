@@ -28,7 +28,8 @@ def _every_command(ctx: typer.Context) -> None:
     from acr_gc.prefect_api import quiet_defaults, stop_temporary_server
 
     quiet_defaults()
-    atexit.register(gc.freeze)  # registered first, so it runs last: see _freeze_heap
+    atexit.unregister(gc.freeze)  # once per process, also when the CLI is called in-process
+    atexit.register(gc.freeze)  # registered before Prefect's handlers, so it runs last: see _freeze_heap
     ctx.call_on_close(stop_temporary_server)
 
 

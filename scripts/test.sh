@@ -24,10 +24,11 @@ if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && ! { command -v pg_ct
 fi
 # The suite waits on servers (emulator, Prefect, PostgreSQL) far more than it computes, so it
 # runs on ACR_GC_TEST_WORKERS worker processes (default 4, pytest-xdist), one test file per
-# worker at a time (--dist loadfile keeps a file's module fixtures in one process),.
+# worker at a time (--dist loadfile keeps a file's module fixtures in one process), in the
+# order tests/conftest.py collects them (longest files first: --no-loadscope-reorder).
 # ACR_GC_TEST_WORKERS=0 runs it in this process.
 workers=${ACR_GC_TEST_WORKERS:-4}
 if [ "$workers" = "0" ]; then
   exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 fi
-exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile --no-loadscope-reorder "$@"

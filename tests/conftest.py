@@ -45,6 +45,34 @@ BASE_DATASET = {
 }
 
 
+# The order files are handed to pytest-xdist workers in (scripts/test.sh: --dist loadfile
+# --no-loadscope-reorder, so this collection order). xdist's own order puts the files with
+# the most tests first, which hands out the one-test files that take minutes (30 CLI
+# commands beside two CPU hogs, a demo, runs killed and resumed) last, where each became
+# the suite's tail: the start-up-under-load test started at 354 s of a 716 s run and ended
+# it. So: the longest files first, then every file with end-to-end (``slow``) tests, the
+# quick unit files last to fill the gaps.
+LONGEST_FIRST = (
+    "reliability/test_startup_under_load.py",
+    "pipeline/test_pipeline_crash.py",
+    "reliability/test_kills.py",
+    "reporting/test_reporting_demo.py",
+    "pipeline/test_pipeline_semantics.py",
+    "pipeline/test_pipeline_freeze.py",
+)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def rank(item) -> tuple[int, int]:
+        path = item.path.as_posix()
+        longest = next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(name)), len(LONGEST_FIRST))
+        return longest, 0 if item.path in slow_files else 1
+
+    items.sort(key=rank)  # stable: every file keeps its own order
+
+
 @pytest.fixture(scope="session")
 def prefect_api_url():
     """ONE Prefect server (``prefect_test_harness``, temporary SQLite) for the whole session.

@@ -91,3 +91,20 @@ class PrefectServer:
             except subprocess.TimeoutExpired:
                 pass
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+def drain_prefect_clients() -> None:
+    """Send what this process's Prefect log and event workers still hold while the server
+    is up (once it is gone they retry for a minute or more at interpreter exit), and stop
+    them: the next event or log line starts new ones, bound to the API then current (the
+    workers are process-wide and keep the API they started with)."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        try:
+            service.drain_all(timeout=15)
+        except Exception:  # noqa: BLE001 - best effort before the server stops
+            pass

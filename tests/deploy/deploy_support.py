@@ -48,7 +48,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from child_kit import Child, wait_for  # noqa: F401 - the tests use them from here
-from prefect_server_kit import PrefectServer
+from prefect_server_kit import PrefectServer, drain_prefect_clients
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS_DIR = ROOT / "test-artifacts"
@@ -255,21 +255,6 @@ def acquire_server() -> PrefectServer:
         _server = PrefectServer(ui=True)
     _users += 1
     return _server
-
-
-def drain_prefect_clients() -> None:
-    """Send what this process's Prefect log and event workers still hold while the server
-    is up: once it is gone they retry for a minute or more at interpreter exit."""
-    if "prefect" not in sys.modules:
-        return
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for service in (APILogWorker, EventsWorker):
-        try:
-            service.drain_all(timeout=15)
-        except Exception:  # noqa: BLE001 - best effort before the server stops
-            pass
 
 
 def release_server() -> None:

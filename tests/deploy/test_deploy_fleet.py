@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 GC_TAGS_PER_SECOND = 5  # 30 tags: ~6 s of GC per reclaimed instance
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server():
     yield ds.acquire_server()
     ds.release_server()
