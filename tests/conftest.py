@@ -34,6 +34,7 @@ from typing import Callable
 import pytest
 
 from emulator_kit import AK, SECRET, call_gc_action, make_acr_client, new_emulator
+from prefect_server_kit import drain_prefect_clients
 
 
 BASE_DATASET = {
@@ -71,6 +72,21 @@ def pytest_collection_modifyitems(items) -> None:
         return longest, 0 if item.path in slow_files else 1
 
     items.sort(key=rank)  # stable: every file keeps its own order
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _prefect_workers_start_afresh():
+    """Every test file starts with no Prefect event or log worker in this process.
+
+    Prefect keeps one events worker per process (its instance key does not include the
+    API URL) and binds it to the API current when it started. A file that ran a flow against
+    another server (a deployment test's, a recording proxy) would leave it bound there, and
+    a later file's task runs — which reach the server as events — would go to that server
+    or nowhere (seen: ``test_plan_task_runs`` found no task runs when it followed another
+    file in the same xdist worker). Stopped here, the next event starts a worker bound to
+    the API of the file that sends it."""
+    drain_prefect_clients()
+    yield
 
 
 @pytest.fixture(scope="session")
