@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from acr_gc.emulator.process import EmulatorProcess
-from prefect_server_kit import drain_prefect_clients
 from proxy_kit import PrefectApiProxy
 from pipeline_support import OPS_AK, OPS_SECRET, config_dict, dataset, summary_of
 
@@ -72,12 +71,9 @@ def _block_config(emu, tmp_path: Path) -> dict:
 @pytest.fixture(scope="module")
 def events_to_the_server(prefect_api_url):
     """Prefect's process-wide events worker, started now on the real server: started inside
-    the proxied block it would stay bound to the proxy after it closes. One an earlier test
-    file of this worker process started on another server (a deployment test's) is stopped
-    first, or this file's runs would send their events there."""
+    the proxied block it would stay bound to the proxy after it closes (one an earlier file
+    of this process left behind is stopped by ``tests/conftest.py`` before this file)."""
     from prefect import flow
-
-    drain_prefect_clients()
 
     @flow(name="acr-gc-test-warm-up")
     def warm_up() -> None:
