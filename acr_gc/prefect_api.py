@@ -87,13 +87,17 @@ class TemporaryServer:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
-    def spawn(self) -> None:
+    def spawn(self, again: bool = False) -> None:
+        """Start uvicorn on a port that was free a moment ago. Until uvicorn binds it (a
+        second or more of imports later) the port is anyone's: on a busy machine an
+        outgoing connection may take it, and uvicorn then exits 3 (:meth:`wait_ready`
+        starts it ``again`` on another port, keeping the first attempt's log)."""
         self.port = _free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
                "PREFECT__SERVER_FINAL": "1"}
         env.pop("PREFECT_API_URL", None)
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab" if again else "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
                  "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
@@ -106,7 +110,7 @@ class TemporaryServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 if self.process.returncode == 3:  # uvicorn: the port was taken meanwhile
-                    self.spawn()
+                    self.spawn(again=True)
                     continue
                 raise PrefectApiUnavailable(
                     f"the temporary Prefect server exited with code {self.process.returncode} while starting "
@@ -213,6 +217,11 @@ def wait_for_prefect_api() -> None:
     users = "startup_timeout_seconds" in ephemeral.model_fields_set
     timeout = ephemeral.startup_timeout_seconds if users else DEFAULT_STARTUP_TIMEOUT_S
     _server.wait_ready(timeout, timeout_is_users=users)
+    if os.environ.get("PREFECT_API_URL") != _server.api_url:  # started again on another port
+        from prefect.context import refresh_global_settings_context
+
+        os.environ["PREFECT_API_URL"] = _server.api_url
+        refresh_global_settings_context()
 
 
 def stop_temporary_server() -> None:

@@ -8,15 +8,21 @@
   thread the engine joins for up to a second at the end of every run), unless the user
   set a heartbeat frequency;
 - the user's own start-up timeout wins, and when it is exceeded the command says so in
-  one line naming the setting, exits 1, and leaves no server running.
+  one line naming the setting, exits 1, and leaves no server running;
+- a temporary server whose port is taken before it binds it (on a busy machine any
+  outgoing connection may get that port) is started again on another port, and the
+  command's Prefect client talks to that one, never to whoever holds the first port.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -130,3 +136,68 @@ def test_read_only_flows_run_without_heartbeats_unless_the_user_set_a_frequency(
     assert get_current_settings().flows.heartbeat_frequency == prefects_own
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 45}), without_flow_heartbeats():
         assert get_current_settings().flows.heartbeat_frequency == 45
+
+
+class _Squatter(BaseHTTPRequestHandler):
+    """Holds a port the command chose for its server; answers 404 and notes every request."""
+
+    requests: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.requests.append(self.path)
+        self.send_error(404)
+
+    do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _squat_the_servers_port(args: list[str], env: dict[str, str]):
+    """Run the command; the moment its temporary server process appears (uvicorn imports
+    for a second or more before it binds), listen on that server's port ourselves.
+    Returns (result, ports the command's servers were started on, squatter or None when
+    uvicorn bound the port first)."""
+    process = subprocess.Popen([sys.executable, "-m", "acr_gc.cli", *args], env=env, cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ports: list[int] = []
+    squatter = None
+    deadline = time.monotonic() + 300
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            for pid in _servers_started_by(process.pid):
+                try:
+                    port = int(re.search(r"--port (\d+)", " ".join(psutil.Process(pid).cmdline())).group(1))
+                except (psutil.NoSuchProcess, AttributeError):
+                    continue
+                if port not in ports:
+                    ports.append(port)
+                if squatter is None and len(ports) == 1:
+                    try:
+                        squatter = ThreadingHTTPServer(("127.0.0.1", port), _Squatter)
+                    except OSError:  # the server bound it first: nothing to see this time
+                        squatter = False
+                    else:
+                        threading.Thread(target=squatter.serve_forever, daemon=True).start()
+            time.sleep(0.01)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if squatter:
+            squatter.shutdown()
+            squatter.server_close()
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), ports, squatter or None
+
+
+def test_a_temporary_server_whose_port_is_taken_is_started_again_and_used(plan_args, tmp_path):
+    env = _env(tmp_path, PREFECT_SERVER_API_PORT="9")  # nothing listens there: no server to reuse
+    for _attempt in range(3):
+        _Squatter.requests = []
+        done, ports, squatter = _squat_the_servers_port(plan_args, env)
+        if squatter:
+            break
+    assert squatter, f"the server bound its port before the test could take it, three times: {ports}"
+    assert done.returncode == 0, (done.stdout[-1000:], done.stderr[-3000:])
+    assert len(ports) >= 2 and ports[0] not in ports[1:], ports
+    # it asked that port whether its server was up (404: not yet) until uvicorn gave up on it
+    assert [path for path in _Squatter.requests if path != "/api/health"] == [], \
+        "the command's Prefect client talked to whoever held its first port"
