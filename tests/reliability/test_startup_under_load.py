@@ -72,7 +72,9 @@ def _lane(name: str, args: list[str], rounds: int, home: Path, env: dict[str, st
         output = done.stdout + done.stderr
         last = (done.stdout.strip().splitlines() or [""])[-1]
         if done.returncode != 0:
-            problems.append(f"{name} #{round_no + 1} exit {done.returncode}: {output[-1500:]}")
+            kept = home.parent / f"{name}-{round_no + 1}.output.txt"  # the whole story, cause first
+            kept.write_text(output, encoding="utf-8")
+            problems.append(f"{name} #{round_no + 1} exit {done.returncode} (all of it: {kept}): {output[-1500:]}")
         elif not Path(last).is_dir():
             problems.append(f"{name} #{round_no + 1}: last line is not the run folder: {last!r}")
         bad = [line for line in output.splitlines() if "ERROR" in line or "Traceback" in line]
