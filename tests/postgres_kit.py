@@ -69,10 +69,19 @@ class PostgresCluster:
             os.chmod(self.root, 0o700)
             self._run(["initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
                        "--locale=C", "--no-sync"], timeout=120)
-            options = (f"-k {self.root} -c listen_addresses={self.host} -p {self.port} "
-                       "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
-            self._run(["pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(start_timeout),
-                       "-o", options, "start"], timeout=start_timeout + 30)
+            for attempt in range(3):  # a free port may be taken (by any outgoing connection) before postgres binds it
+                if attempt:
+                    self.port = free_port()
+                options = (f"-k {self.root} -c listen_addresses={self.host} -p {self.port} "
+                           "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
+                try:
+                    self._run(["pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(start_timeout),
+                               "-o", options, "start"], timeout=start_timeout + 30)
+                except RuntimeError:
+                    if attempt == 2 or "Address already in use" not in self.log_tail():
+                        raise
+                    continue
+                break
             self.started = True
         except BaseException:
             self.stop()

@@ -29,43 +29,54 @@ def free_port() -> int:
 
 
 class PrefectServer:
+    ATTEMPTS = 3  # a free port may be taken (by any outgoing connection) before the server binds it
+
     def __init__(self, *, ui: bool = False, database_url: str | None = None, timeout: float = 120.0):
         self.home = Path(tempfile.mkdtemp(prefix="acr-gc-prefect-server-"))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.api_url = f"{self.url}/api"
         self.log_path = self.home / "server.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ALIBABA_CLOUD_"))}
-        env.update(
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ALIBABA_CLOUD_"))}
+        self.env.update(
             PREFECT_HOME=str(self.home),
             PREFECT_SERVER_DATABASE_CONNECTION_URL=database_url or f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             DO_NOT_TRACK="1",
             PYTHONUNBUFFERED="1",
         )
-        if ui:
-            env["PREFECT_UI_API_URL"] = self.api_url
-        else:
-            env["PREFECT_SERVER_UI_ENABLED"] = "false"
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--analytics-off", "--ui" if ui else "--no-ui"],
-                env=env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.ui = ui
         try:
-            self._wait_healthy(timeout)
+            for attempt in range(1, self.ATTEMPTS + 1):
+                self._spawn()
+                if self._wait_healthy(timeout, last_attempt=attempt == self.ATTEMPTS):
+                    return
         except BaseException:
             self.stop()
             raise
 
-    def _wait_healthy(self, timeout: float) -> None:
+    def _spawn(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_url = f"{self.url}/api"
+        if self.ui:
+            self.env["PREFECT_UI_API_URL"] = self.api_url
+        else:
+            self.env["PREFECT_SERVER_UI_ENABLED"] = "false"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--analytics-off", "--ui" if self.ui else "--no-ui"],
+                env=self.env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def _wait_healthy(self, timeout: float, last_attempt: bool) -> bool:
+        """True once healthy; False when it exited early and may be started again on another port."""
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
+                if not last_attempt:
+                    return False
                 raise RuntimeError(f"prefect server exited (rc {self.proc.returncode}):\n{self.output()}")
             try:
                 if httpx.get(f"{self.api_url}/health", timeout=2, trust_env=False).status_code == 200:
-                    return
+                    return True
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
