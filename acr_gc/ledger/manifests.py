@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from acr_gc.cloud.registry import Manifest
 from acr_gc.ledger.models import ManifestCache
@@ -31,10 +31,21 @@ def load_manifests(ledger: Ledger, digests: Iterable[str]) -> dict[str, Manifest
 
 
 def save_manifests(ledger: Ledger, manifests: Iterable[Manifest]) -> None:
-    """Add manifests (a digest already cached is left as it is: its content cannot differ)."""
+    """Add manifests (a digest already cached is left as it is: its content cannot differ).
+
+    One ``IN (...)`` query per chunk for the digests already cached, then one multi-row
+    insert: a forecast of a large registry saves tens of thousands of manifests, which a
+    per-row merge (a select and an insert each) made a measurable part of the run."""
+    new = {m.digest: m for m in manifests}
     with ledger.session() as session:
-        for m in manifests:
-            session.merge(ManifestCache(
-                digest=m.digest, media_type=m.media_type, size=m.size,
-                refs_json=json.dumps({"blobs": [list(b) for b in m.blobs], "children": list(m.children)}),
-            ))
+        wanted = list(new)
+        for start in range(0, len(wanted), CHUNK):
+            chunk = wanted[start:start + CHUNK]
+            for digest in session.scalars(select(ManifestCache.digest).where(ManifestCache.digest.in_(chunk))):
+                new.pop(digest, None)
+        if new:
+            session.execute(insert(ManifestCache), [
+                {"digest": m.digest, "media_type": m.media_type, "size": m.size,
+                 "refs_json": json.dumps({"blobs": [list(b) for b in m.blobs], "children": list(m.children)})}
+                for m in new.values()
+            ])

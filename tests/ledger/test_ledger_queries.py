@@ -14,7 +14,8 @@ import pytest
 
 from acr_gc.gc.driver import GcStatus
 from acr_gc.ledger import Ledger
-from acr_gc.ledger import approvals, freezes, gc_tasks, runs, samples
+from acr_gc.cloud.registry import Manifest
+from acr_gc.ledger import approvals, freezes, gc_tasks, manifests, runs, samples
 from acr_gc.ledger.states import IllegalTransition, RunState
 
 T0 = datetime(2024, 6, 10, tzinfo=timezone.utc)
@@ -250,6 +251,23 @@ def test_approvals(ledger, path):
 
 
 # ---- an existing ledger still opens ---------------------------------------------------------
+
+
+def test_manifest_cache_adds_new_digests_and_leaves_cached_ones_as_they_were(ledger, path):
+    first = [Manifest(f"sha256:{i:064x}", "application/vnd.oci.image.manifest.v1+json", 100 + i,
+                      ((f"sha256:{i + 1000:064x}", 10),), ()) for i in range(700)]  # > one IN (...) chunk
+    manifests.save_manifests(ledger, first)
+    changed = Manifest(first[3].digest, "application/other", 1, (), ())  # a digest's content cannot change
+    index = Manifest("sha256:" + "f" * 64, "application/vnd.oci.image.index.v1+json", 50, (),
+                     (first[0].digest, first[1].digest))
+    manifests.save_manifests(ledger, [changed, index, index])
+    assert rows(path, "select count(*) from manifest_cache") == [(701,)]
+    assert rows(path, "select media_type, size from manifest_cache where digest = ?", first[3].digest) == [
+        ("application/vnd.oci.image.manifest.v1+json", 103)]
+    assert json.loads(rows(path, "select refs_json from manifest_cache where digest = ?", index.digest)[0][0]) == {
+        "blobs": [], "children": [first[0].digest, first[1].digest]}
+    loaded = manifests.load_manifests(ledger, [first[699].digest, index.digest, "sha256:" + "0" * 63 + "x"])
+    assert loaded == {first[699].digest: first[699], index.digest: index}
 
 
 def test_a_ledger_written_before_still_opens_and_reads(ledger, path):
