@@ -116,7 +116,7 @@ class TemporaryServer:
                     f"the temporary Prefect server exited with code {self.process.returncode} while starting "
                     f"(its log: {self.log_path}); set PREFECT_API_URL to a running server to use that instead"
                 )
-            if _healthy(self.api_url, timeout=1.0):
+            if _healthy(self.api_url, timeout=1.0) and self._listens_on_its_port():
                 return
             time.sleep(0.1)
         whose = "your" if timeout_is_users else "acr-gc's default"
@@ -124,6 +124,21 @@ class TemporaryServer:
             f"the temporary Prefect server did not answer within {timeout_s:g} s ({whose} {TIMEOUT_SETTING}; "
             f"raise it, or set PREFECT_API_URL to a running server; its log: {self.log_path})"
         )
+
+    def _listens_on_its_port(self) -> bool:
+        """The answer came from our uvicorn, not from a server (another command's, say) that
+        took the port while ours was still importing: ours holds the listening socket.
+        When the system will not say (no permission), the health answer has to do."""
+        import psutil
+
+        try:
+            sockets = psutil.Process(self.process.pid).net_connections(kind="tcp")
+        except psutil.AccessDenied:
+            return True
+        except psutil.NoSuchProcess:
+            return False
+        return any(conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == self.port
+                   for conn in sockets)
 
     def stop(self) -> None:
         if self.process is None:

@@ -11,7 +11,8 @@
   one line naming the setting, exits 1, and leaves no server running;
 - a temporary server whose port is taken before it binds it (on a busy machine any
   outgoing connection may get that port) is started again on another port, and the
-  command's Prefect client talks to that one, never to whoever holds the first port.
+  command's Prefect client talks to that one, never to whoever holds the first port (not
+  even when that one answers Prefect's health check).
 """
 
 from __future__ import annotations
@@ -139,12 +140,21 @@ def test_read_only_flows_run_without_heartbeats_unless_the_user_set_a_frequency(
 
 
 class _Squatter(BaseHTTPRequestHandler):
-    """Holds a port the command chose for its server; answers 404 and notes every request."""
+    """Holds a port the command chose for its server and notes every request: answers 404,
+    or, as another Prefect server would, 200 to ``/api/health`` when ``healthy``."""
 
     requests: list[str] = []
+    healthy = False
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self.requests.append(self.path)
+        if self.healthy and self.path == "/api/health":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"true")
+            return
         self.send_error(404)
 
     do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
@@ -188,8 +198,11 @@ def _squat_the_servers_port(args: list[str], env: dict[str, str]):
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), ports, squatter or None
 
 
-def test_a_temporary_server_whose_port_is_taken_is_started_again_and_used(plan_args, tmp_path):
+@pytest.mark.parametrize("squatter_answers_health", [False, True], ids=["a-404-server", "another-prefect-server"])
+def test_a_temporary_server_whose_port_is_taken_is_started_again_and_used(plan_args, tmp_path,
+                                                                          squatter_answers_health):
     env = _env(tmp_path, PREFECT_SERVER_API_PORT="9")  # nothing listens there: no server to reuse
+    _Squatter.healthy = squatter_answers_health  # then its health answer must not be taken for the command's own
     for _attempt in range(3):
         _Squatter.requests = []
         done, ports, squatter = _squat_the_servers_port(plan_args, env)
