@@ -41,13 +41,20 @@ class PrefectApiUnavailable(RuntimeError):
     """The temporary server did not come up: one line naming the setting and the log."""
 
 
+CLIENT_RETRIES = 7  # Prefect's is 5: 2 + 4 + ... + 32 s of backoff; 7 rides out ~4 min
+
+
 def quiet_defaults() -> None:
     """Defaults for every command, set before Prefect reads its settings; a value the user
     set in the environment wins. Telemetry off (it logs ERROR lines and tracebacks when the
-    machine has no internet); acr-gc's own step loggers forwarded to the flow run's logs."""
+    machine has no internet); acr-gc's own step loggers forwarded to the flow run's logs;
+    and more retries of the Prefect API's "try again" answers (503, 429, 502, 408): a local
+    server on SQLite answers 503 while its database is locked, which on a busy machine
+    outlasted Prefect's one minute of retries and failed a run at its start."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "acr_gc")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", str(CLIENT_RETRIES))
 
 
 def _healthy(api_url: str, timeout: float = 0.5) -> bool:

@@ -26,6 +26,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # for deployments: the flows run here in-process, so the session sets it the same way.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "acr_gc")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "7")
 # The session's test servers (prefect_test_harness, one per xdist worker) skip the services
 # no test reads: automations (triggers), the event store and the websocket event stream.
 # Task runs still arrive (the task-run recorder stays on). Measured on

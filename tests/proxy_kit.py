@@ -128,10 +128,15 @@ class PrefectApiProxy(_LocalProxy):
     """Forward ``127.0.0.1:<port>`` to the Prefect server and record ``(method, path)`` of
     each HTTP request; a WebSocket upgrade (the events stream) is tunnelled byte for byte."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, busy: tuple[str, str, int] | None = None) -> None:
+        """``busy=(method, path, n)``: the first ``n`` such requests are answered as Prefect's
+        server answers when its SQLite database is locked (503 "Service Unavailable"), with
+        ``Retry-After: 0`` so that the client's retries cost no waiting."""
         self.upstream = upstream
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
+        self.busy_left = {(busy[0], busy[1]): busy[2]} if busy else {}
+        self.answered_busy = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -165,10 +170,24 @@ class PrefectApiProxy(_LocalProxy):
             def _forward(self) -> None:
                 if self.headers.get("Upgrade", "").lower() == "websocket":
                     return self._tunnel()
+                route = (self.command, self.path.split("?", 1)[0])
                 with proxy._lock:
-                    proxy.requests.append((self.command, self.path.split("?", 1)[0]))
+                    proxy.requests.append(route)
+                    busy = proxy.busy_left.get(route, 0) > 0
+                    if busy:
+                        proxy.busy_left[route] -= 1
+                        proxy.answered_busy += 1
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if busy:
+                    data = b'{"exception_message": "Service Unavailable"}'
+                    self.send_response_only(503, "Service Unavailable")
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("connection", "keep-alive", "transfer-encoding", "upgrade")}
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=60)

@@ -9,6 +9,8 @@
   set a heartbeat frequency;
 - the user's own start-up timeout wins, and when it is exceeded the command says so in
   one line naming the setting, exits 1, and leaves no server running;
+- a Prefect API that answers 503 (its SQLite database locked, as a busy machine's local
+  server does) to more attempts than Prefect's own five retries does not fail the command;
 - a temporary server whose port is taken before it binds it (on a busy machine any
   outgoing connection may get that port) is started again on another port, and the
   command's Prefect client talks to that one, never to whoever holds the first port (not
@@ -32,6 +34,7 @@ import pytest
 import yaml
 
 from emulator_kit import AK, SECRET
+from proxy_kit import PrefectApiProxy
 
 pytestmark = pytest.mark.slow
 
@@ -214,3 +217,25 @@ def test_a_temporary_server_whose_port_is_taken_is_started_again_and_used(plan_a
     # it asked that port whether its server was up (404: not yet) until uvicorn gave up on it
     assert [path for path in _Squatter.requests if path != "/api/health"] == [], \
         "the command's Prefect client talked to whoever held its first port"
+
+
+@pytest.mark.parametrize("users_retries", [None, "5"], ids=["acr-gc-default", "the-users-own"])
+def test_a_prefect_api_busy_for_more_than_prefects_own_five_retries_does_not_fail_the_command(
+        plan_args, prefect_api_url, tmp_path, users_retries):
+    """Seen in a suite run on a loaded machine: `acr-gc run` exited 1 with 503 "Service
+    Unavailable" on POST /flow_runs/ after Prefect's five retries (2 + 4 + ... + 32 s).
+    The user's own PREFECT_CLIENT_MAX_RETRIES wins (5 here: the command then fails)."""
+    upstream = urlsplit(prefect_api_url).netloc
+    with PrefectApiProxy(upstream, busy=("POST", "/api/flow_runs/", 7)) as proxy:
+        env = _env(tmp_path, PREFECT_API_URL=f"http://{proxy.endpoint}/api")
+        if users_retries:
+            env["PREFECT_CLIENT_MAX_RETRIES"] = users_retries
+        done = subprocess.run([sys.executable, "-m", "acr_gc.cli", *plan_args], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+    attempts = proxy.requests.count(("POST", "/api/flow_runs/"))
+    if users_retries:
+        assert (done.returncode, attempts) == (1, int(users_retries) + 1), done.stderr[-2000:]
+    else:
+        assert proxy.answered_busy == 7, proxy.answered_busy
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert attempts == 8
