@@ -23,8 +23,9 @@ app.add_typer(emulator_app, name="emulator")
 @app.callback()
 def _every_command(ctx: typer.Context) -> None:
     """Prefect's environment defaults (telemetry off, acr-gc's loggers forwarded to the
-    flow run's logs), set before anything imports Prefect (the user's own values win); and
-    a temporary Prefect server, if the command started one, stopped when it ends."""
+    flow run's logs, more retries of the API's 503s), set before anything imports Prefect
+    (the user's own values win); and a temporary Prefect server, if the command started
+    one, stopped when it ends."""
     from acr_gc.prefect_api import quiet_defaults, stop_temporary_server
 
     quiet_defaults()
