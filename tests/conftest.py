@@ -26,7 +26,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # for deployments: the flows run here in-process, so the session sets it the same way.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "acr_gc")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "7")
+# Not the CLI's PREFECT_CLIENT_MAX_RETRIES=7: a test process's Prefect workers, left with
+# events for a test server that has stopped, would retry ~4 min at exit instead of ~1.
 # The session's test servers (prefect_test_harness, one per xdist worker) skip the services
 # no test reads: automations (triggers), the event store and the websocket event stream.
 # Task runs still arrive (the task-run recorder stays on). Measured on
