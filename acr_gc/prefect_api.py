@@ -150,7 +150,7 @@ class TemporaryServer:
     def stop(self) -> None:
         if self.process is None:
             return
-        _drain_prefect_workers()
+        drain_prefect_workers()
         process, self.process = self.process, None
         process.terminate()
         try:
@@ -160,18 +160,21 @@ class TemporaryServer:
             process.wait()
 
 
-def _drain_prefect_workers() -> None:
-    """Send the events and log lines still queued in this process before their server goes."""
-    if "prefect.events.worker" not in sys.modules:
+def drain_prefect_workers(timeout_s: float = 10) -> None:
+    """Send the events and log lines still queued in this process before their server goes,
+    and stop the workers that send them (once the server is gone they retry for a minute
+    or more at interpreter exit). They are process-wide and keep the API they started with:
+    the next event or log line starts new ones, bound to the API current then."""
+    if "prefect" not in sys.modules:
         return
-    try:
-        from prefect.events.worker import EventsWorker
-        from prefect.logging.handlers import APILogWorker
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
 
-        APILogWorker.drain_all(timeout=10)
-        EventsWorker.drain_all(timeout=10)
-    except Exception:  # best effort: the run's outcome is already on disk and in the ledger
-        pass
+    for worker in (APILogWorker, EventsWorker):
+        try:
+            worker.drain_all(timeout=timeout_s)
+        except Exception:  # best effort: the run's outcome is already on disk and in the ledger
+            pass
 
 
 _server: TemporaryServer | None = None

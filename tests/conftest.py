@@ -28,6 +28,7 @@ os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "acr_gc")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 # Not the CLI's PREFECT_CLIENT_MAX_RETRIES=7: a test process's Prefect workers, left with
 # events for a test server that has stopped, would retry ~4 min at exit instead of ~1.
+
 # The session's test servers (prefect_test_harness, one per xdist worker) skip the services
 # no test reads: automations (triggers), the event store and the websocket event stream.
 # Task runs still arrive (the task-run recorder stays on). Measured on
@@ -42,8 +43,8 @@ from typing import Callable
 
 import pytest
 
+from acr_gc.prefect_api import drain_prefect_workers
 from emulator_kit import AK, SECRET, call_gc_action, make_acr_client, new_emulator
-from prefect_server_kit import drain_prefect_clients
 
 
 BASE_DATASET = {
@@ -94,7 +95,7 @@ def _prefect_workers_start_afresh():
     or nowhere (seen: ``test_plan_task_runs`` found no task runs when it followed another
     file in the same xdist worker). Stopped here, the next event starts a worker bound to
     the API of the file that sends it."""
-    drain_prefect_clients()
+    drain_prefect_workers(timeout_s=15)
     yield
 
 

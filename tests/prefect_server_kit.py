@@ -42,6 +42,8 @@ class PrefectServer:
             DO_NOT_TRACK="1",
             PYTHONUNBUFFERED="1",
         )
+        if not ui:
+            self.env["PREFECT_SERVER_UI_ENABLED"] = "false"
         self.ui = ui
         try:
             for attempt in range(1, self.ATTEMPTS + 1):
@@ -58,8 +60,6 @@ class PrefectServer:
         self.api_url = f"{self.url}/api"
         if self.ui:
             self.env["PREFECT_UI_API_URL"] = self.api_url
-        else:
-            self.env["PREFECT_SERVER_UI_ENABLED"] = "false"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port),
@@ -102,20 +102,3 @@ class PrefectServer:
             except subprocess.TimeoutExpired:
                 pass
         shutil.rmtree(self.home, ignore_errors=True)
-
-
-def drain_prefect_clients() -> None:
-    """Send what this process's Prefect log and event workers still hold while the server
-    is up (once it is gone they retry for a minute or more at interpreter exit), and stop
-    them: the next event or log line starts new ones, bound to the API then current (the
-    workers are process-wide and keep the API they started with)."""
-    if "prefect" not in sys.modules:
-        return
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for service in (APILogWorker, EventsWorker):
-        try:
-            service.drain_all(timeout=15)
-        except Exception:  # noqa: BLE001 - best effort before the server stops
-            pass

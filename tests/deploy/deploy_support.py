@@ -48,7 +48,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from child_kit import Child, wait_for  # noqa: F401 - the tests use them from here
-from prefect_server_kit import PrefectServer, drain_prefect_clients
+from acr_gc.prefect_api import drain_prefect_workers
+from prefect_server_kit import PrefectServer
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS_DIR = ROOT / "test-artifacts"
@@ -251,7 +252,7 @@ def acquire_server() -> PrefectServer:
     global _server, _users
     if _server is None:
         # a worker bound to the session's test server would carry this server's events there
-        drain_prefect_clients()
+        drain_prefect_workers(timeout_s=15)
         _server = PrefectServer(ui=True)
     _users += 1
     return _server
@@ -261,7 +262,7 @@ def release_server() -> None:
     global _server, _users
     _users -= 1
     if _users <= 0 and _server is not None:
-        drain_prefect_clients()
+        drain_prefect_workers(timeout_s=15)
         _server.stop()
         _server = None
         _users = 0
