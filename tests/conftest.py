@@ -43,7 +43,7 @@ from typing import Callable
 
 import pytest
 
-from acr_gc.prefect_api import drain_prefect_workers
+from acr_gc.prefect_api import DEFAULT_STARTUP_TIMEOUT_S, drain_prefect_workers
 from emulator_kit import AK, SECRET, call_gc_action, make_acr_client, new_emulator
 
 
@@ -107,11 +107,15 @@ def prefect_api_url():
     task runs and artifacts travel as events, so two test servers in one process would
     send one server's events to the other (or to a stopped one). Every in-process test
     uses this server; tests that need a real ``prefect server`` process drain the clients
-    before stopping it."""
+    before stopping it.
+
+    It may start while the start-up-under-load test keeps the machine far over its cores
+    (seen: not healthy after 90 s, and every test of that worker failed), so it gets the
+    start-up budget the product gives its own temporary server."""
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
+    with prefect_test_harness(server_startup_timeout=DEFAULT_STARTUP_TIMEOUT_S):
         yield PREFECT_API_URL.value()
 
 
