@@ -7,9 +7,11 @@ error classification is checked on the exceptions the SDK really raises.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from canned_server import CannedServer  # noqa: E402
+from http_kit import LoopbackHttpServer  # noqa: E402
 
 from acr_gc.cloud import calls  # noqa: E402
 from acr_gc.cloud.acr import AcrClient, normalize_digest, pages_needed, parse_time  # noqa: E402
@@ -529,3 +532,26 @@ def test_an_explicit_http_scheme_to_a_remote_endpoint_is_refused():
             AcrClient(t, credentials=creds)
         with pytest.raises(ValueError, match="plain HTTP is used only for a loopback endpoint"):
             OssClient(t, credentials=creds)
+
+
+def test_the_tests_http_servers_take_a_burst_that_arrives_while_their_accept_loop_waits():
+    """25 connections (2 s connect timeout) arrive while the server's accept loop has not
+    run for 1.2 s, as on a machine far over its cores: every one is accepted."""
+    with LoopbackHttpServer(BaseHTTPRequestHandler) as server:
+        failures = []
+
+        def connect():
+            try:
+                socket.create_connection(server.server_address, timeout=2).close()
+            except OSError as exc:
+                failures.append(exc)
+
+        burst = [threading.Thread(target=connect) for _ in range(25)]
+        for thread in burst:
+            thread.start()
+        time.sleep(1.2)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        for thread in burst:
+            thread.join()
+        server.shutdown()
+    assert failures == []

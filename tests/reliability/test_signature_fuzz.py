@@ -35,7 +35,7 @@ import threading
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 from typing import Callable
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
@@ -51,6 +51,7 @@ from acr_gc.cloud.oss import OssClient
 from acr_gc.config import Target
 from acr_gc.emulator import acr_signing, oss_signing
 from acr_gc.emulator import dataset as ds
+from http_kit import LoopbackHttpServer
 
 pytestmark = pytest.mark.slow
 
@@ -211,7 +212,7 @@ class Recorder:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = forward
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = LoopbackHttpServer(Handler)
         self.endpoint = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,6 +34,7 @@ import pytest
 import yaml
 
 from emulator_kit import AK, SECRET
+from http_kit import LoopbackHttpServer
 from proxy_kit import PrefectApiProxy
 
 pytestmark = pytest.mark.slow
@@ -187,7 +188,7 @@ def _squat_the_servers_port(args: list[str], env: dict[str, str]):
                     ports.append(port)
                 if squatter is None and len(ports) == 1:
                     try:
-                        squatter = ThreadingHTTPServer(("127.0.0.1", port), _Squatter)
+                        squatter = LoopbackHttpServer(_Squatter, port)
                     except OSError:  # the server bound it first: nothing to see this time
                         squatter = False
                     else:
