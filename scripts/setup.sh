@@ -10,3 +10,7 @@ extras=""
 # the tests/postgres tests talk to PostgreSQL through psycopg 3 (the "postgres" extra)
 [ "${1:-}" = "test" ] && extras="[test,postgres]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".${extras}"
+# pip compiles the dependencies it installs, but not an editable project's own sources: without
+# this, every process (each CLI command, emulator and test child) compiles acr_gc again when
+# PYTHONDONTWRITEBYTECODE is set, as it is in many CI images.
+.venv/bin/python -m compileall -q acr_gc tests
