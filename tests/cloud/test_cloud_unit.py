@@ -52,7 +52,13 @@ def server():
 
 @pytest.fixture
 def api():
-    return Api(qps=1000, retries=3, timeout_s=1.0, concurrency=4)
+    """Timeouts far above any answer's time, also on a machine far over its cores (a worker
+    thread can wait a second for the CPU): only SLOW steps are meant to time out."""
+    return Api(qps=1000, retries=3, timeout_s=10.0, concurrency=4)
+
+
+SLOW = ("slow", 1.5, (200, J, "{}"))  # answered after 1.5 s: past SLOW_API's timeout
+SLOW_API = Api(qps=1000, retries=3, timeout_s=0.5, concurrency=4)
 
 
 @pytest.fixture
@@ -109,12 +115,14 @@ def delta(before: calls.CallStats) -> calls.CallStats:
         (acr_error(400, "PARAM_INVALID", "bad page"), CloudError, "PARAM_INVALID", 1),
         ("drop", Unavailable, "ConnectionError", 4),
         ("cut", Unavailable, "ConnectionError", 4),
-        (("slow", 1.5, (200, J, "{}")), Unavailable, "ReadTimeout", 4),
+        (SLOW, Unavailable, "ReadTimeout", 4),
         ((200, J, json.dumps({"IsSuccess": False, "Code": "TAG_NOT_EXIST", "Message": "no tag"})), NotFound,
          "TAG_NOT_EXIST", 1),
     ],
 )
 def test_acr_errors_are_classified_and_retried_only_when_transient(server, acr, step, error_type, code, attempts):
+    if step is SLOW:
+        acr.api = SLOW_API
     server.set_script([step])
     before = calls.stats()
     with pytest.raises(CloudError) as info:
@@ -147,7 +155,7 @@ def test_error_line_shape(server, acr):
 
 
 def test_transient_failures_then_success_return_the_result(server, acr):
-    acr.api = Api(qps=1000, retries=5, timeout_s=1.0)
+    acr.api = Api(qps=1000, retries=5, timeout_s=10.0)
     server.set_script(["drop", acr_error(400, "Throttling.User"), acr_error(503, "ServiceUnavailable"), "cut",
                        tag_page(["a"], 1)])
     before = calls.stats()
@@ -168,7 +176,7 @@ def test_non_idempotent_call_is_not_retried_after_an_ambiguous_failure(server, a
 
 
 def test_retries_zero_means_one_attempt(server, acr, api):
-    acr.api = Api(qps=1000, retries=0, timeout_s=1.0)
+    acr.api = Api(qps=1000, retries=0, timeout_s=10.0)
     server.set_script([acr_error(503, "ServiceUnavailable")])
     with pytest.raises(Unavailable) as info:
         acr.get_instance()
@@ -344,7 +352,7 @@ def test_default_retries_always_span_a_six_second_outage():
 def test_shared_rate_limiter_holds_the_process_to_qps_across_threads(server):
     calls.reset_limiters()
     qps = 20
-    api = Api(qps=qps, retries=0, timeout_s=2)
+    api = Api(qps=qps, retries=0, timeout_s=10)
     target = Target(instance_id="cri-unit", bucket="b", acr_endpoint=server.endpoint, oss_endpoint=server.endpoint)
     creds = from_keys("AKIDUNIT", SECRET)
     clients = [AcrClient(target, api, credentials=creds) for _ in range(2)]  # two clients share one limiter
