@@ -33,7 +33,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 10  # of each command: the demos in two lanes of five
-HOG_SECONDS = 900  # the hogs stop by themselves even if this test is killed
 SERVER_APP = "prefect.server.api.server:create_app"
 
 
@@ -43,7 +42,11 @@ def _command() -> list[str]:
 
 
 def _hog() -> subprocess.Popen:
-    code = f"import time\nend = time.monotonic() + {HOG_SECONDS}\nwhile time.monotonic() < end:\n    pass\n"
+    """Burns a core until this test kills it, however long the commands take: a fixed
+    lifetime (900 s) came within 25 s of running out under the last commands of a slow
+    suite run. If the test process dies first, the hog sees its parent change and stops."""
+    code = ("import os, time\nparent = os.getppid()\nwhile os.getppid() == parent:\n"
+            "    end = time.monotonic() + 0.1\n    while time.monotonic() < end:\n        pass\n")
     return subprocess.Popen([sys.executable, "-c", code])
 
 
@@ -115,6 +118,8 @@ def test_demo_plan_and_run_start_every_time_beside_two_cpu_hogs(tmp_path):
                 futures = [pool.submit(_lane, name, args, rounds, tmp_path / f"home-{name}", env)
                            for name, args, rounds in lanes]
                 problems = [problem for future in futures for problem in future.result()]
+            problems += [f"CPU hog {hog.pid} had stopped (exit {hog.returncode}) before the last command ended"
+                         for hog in hogs if hog.poll() is not None]
         finally:
             for hog in hogs:
                 hog.kill()
