@@ -136,6 +136,8 @@ class InstanceLease:
                 .where(LockRow.instance_id == self.holder.instance_id, LockRow.token == self.holder.token)
                 .values(heartbeat_at=db_now(session))
             ).rowcount
+        if not renewed and self._stop.is_set():
+            return False  # a beat already on its way when this run released the row: not a takeover
         if not renewed and not self.lost:
             self.lost = True
             log.error("the lock on instance %s was taken over by another run", self.holder.instance_id)
