@@ -54,6 +54,8 @@ class Process:
     command: str
     cpu_s: float
     kind: str = ""
+    seen_from_s: float = 0.0  # since the census started: when a reading first saw it …
+    seen_until_s: float = 0.0  # … and last saw it (an idle server's lifetime tells its idle cost)
 
 
 def kind_of(command: str, parent_kind: str) -> str:
@@ -91,6 +93,7 @@ def _command_line(pid: int) -> str:
 class Census:
     def __init__(self) -> None:
         self.me = os.getpid()
+        self.started = time.monotonic()
         self.seen: dict[tuple[int, int], Process] = {}  # by (pid, start time): pids are reused
 
     def read(self) -> list[Process]:
@@ -98,14 +101,15 @@ class Census:
         stats = {int(name): stat for name in os.listdir("/proc") if name.isdigit()
                  and (stat := _stat(int(name))) is not None}
         live: dict[int, Process] = {}
+        now = round(time.monotonic() - self.started, 2)
         for pid in sorted(stats, key=lambda pid: stats[pid][2]):  # parents start before children
             ppid, cpu, started = stats[pid]
             if ppid != self.me and ppid not in live:
                 continue
             process = self.seen.get((pid, started))
             if process is None:
-                process = self.seen[(pid, started)] = Process(pid, ppid, "", cpu)
-            process.cpu_s = cpu
+                process = self.seen[(pid, started)] = Process(pid, ppid, "", cpu, seen_from_s=now)
+            process.cpu_s, process.seen_until_s = cpu, now
             if not process.command:  # empty between fork and exec: read again next time
                 process.command = _command_line(pid)
                 parent = live.get(ppid)

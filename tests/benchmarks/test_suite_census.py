@@ -53,9 +53,12 @@ def test_the_census_counts_a_waited_child_and_an_orphan_that_outlives_the_comman
     assert totals["left_running"] == []
     assert totals["cpu_s"] >= own["waited"] + own["orphan"] - 0.02, (totals, own)  # clock ticks of 10 ms
     rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
+    burners = {}
     for name, cpu in own.items():
-        [row] = [row for row in rows if row["command"].endswith(f"{name}-burner")]
-        assert row["cpu_s"] >= cpu - 0.02, (name, row, cpu)
+        [burners[name]] = [row for row in rows if row["command"].endswith(f"{name}-burner")]
+        assert burners[name]["cpu_s"] >= cpu - 0.02, (name, burners[name], cpu)
+    [command] = [row for row in rows if "go_between = " in row["command"]]
+    assert burners["orphan"]["seen_until_s"] > command["seen_until_s"], (burners, command)  # it outlived it
     assert "not seen (between two readings)" in done.stderr
 
 
