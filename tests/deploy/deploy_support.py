@@ -241,14 +241,15 @@ def api_settings(api_url: str):
     return temporary_settings(updates={PREFECT_API_URL: api_url})
 
 
-# ---- the shared stack: one server for the session ------------------------------------------
+# ---- the shared server: one while any test module holds it ---------------------------------
 
 _server: PrefectServer | None = None
 _users = 0
 
 
 def acquire_server() -> PrefectServer:
-    """The session's one Prefect server (refcounted: each test module's fixture holds it)."""
+    """This process's one deployment-test Prefect server (refcounted: each test module's fixture
+    holds it; the last release stops it)."""
     global _server, _users
     if _server is None:
         # a worker bound to the session's test server would carry this server's events there
@@ -304,7 +305,7 @@ DAY_SECONDS = 1.0  # one emulated day per real second: the inline window (1 + 1 
 
 
 class MonthlyRun:
-    """The real prefect.yaml deployed to the session's server, a process worker on the
+    """The real prefect.yaml deployed to the shared server, a process worker on the
     pool, an emulator holding ``cri-dep``, and one run of ``reclaim-storage/monthly``
     triggered with ``run_deployment`` and this emulator's config as its parameter."""
 
@@ -362,36 +363,3 @@ class MonthlyRun:
         if self.emu is not None:
             self.emu.__exit__(None, None, None)
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-_monthly: MonthlyRun | None = None
-_monthly_users = 0
-_monthly_error: str | None = None
-
-
-def acquire_monthly_run() -> MonthlyRun:
-    """The session's one deployed monthly run (the UI test screenshots the same run);
-    each test module's session fixture acquires it, the last release stops it."""
-    global _monthly, _monthly_users, _monthly_error
-    if _monthly_error is not None:  # set up once per session: a second module gets the same error
-        raise RuntimeError(f"the deployed monthly run could not be set up: {_monthly_error}")
-    server = acquire_server()
-    if _monthly is None:
-        try:
-            _monthly = MonthlyRun(server)
-        except BaseException as exc:
-            _monthly_error = str(exc)[:6000]
-            release_server()
-            raise
-    _monthly_users += 1
-    return _monthly
-
-
-def release_monthly_run() -> None:
-    global _monthly, _monthly_users
-    _monthly_users -= 1
-    if _monthly_users <= 0 and _monthly is not None:
-        _monthly.stop()
-        _monthly = None
-        _monthly_users = 0
-    release_server()

@@ -5,7 +5,7 @@ A file-path entrypoint (``acr_gc/flows/reclaim.py:reclaim_storage``) makes Prefe
 file as a fresh module named ``reclaim``: a second ``reclaim_storage`` and second copies of
 every class the file defines, which ``isinstance`` checks and pickled results then
 disagree about. Loaded here with Prefect's own ``load_flow_from_entrypoint``, as the
-worker does; the real ``prefect deploy --all`` + worker run is tests/deploy/test_deploy_e2e.py.
+worker does; the real ``prefect deploy --all`` + worker run is tests/deploy/test_deploy_monthly.py.
 And the work pool's flow-run environment agrees with the CLI's defaults.
 """
 

@@ -1,10 +1,10 @@
 """The fleet flow over three emulated instances (issue 6, DESIGN section 11): one
 emulator holding cri-fleet-a, cri-fleet-b and cri-fleet-c (three buckets); C's gate blocks
 (apps/legacy:old expires with no way to regenerate it). ``reclaim_fleet`` runs in this
-process against the session's real ``prefect server start``: A and B reclaimed (their
-tags left = the hand-worked retained set), C BLOCKED with nothing changed, the fleet
-summary listing each outcome, and three child ``reclaim-storage`` flow runs whose parent
-task run belongs to the fleet run (read back through the API).
+process against a real ``prefect server start`` (deploy_support.acquire_server): A and B
+reclaimed (their tags left = the hand-worked retained set), C BLOCKED with nothing changed,
+the fleet summary listing each outcome, and three child ``reclaim-storage`` flow runs whose
+parent task run belongs to the fleet run (read back through the API).
 
 Then the same three instances run one after another with ``reclaim_storage`` (emulator
 reset in between) and both wall times are printed. GC runs at 5 tags/s and A and B each

@@ -1,13 +1,24 @@
 """The deployment end to end (issue 6, DESIGN section 11): a real ``prefect server
-start``, the work pool created with the CLI, ``prefect --no-prompt deploy --all`` of the
-project's own prefect.yaml (unmodified, from the project root), a process worker, and the
-``reclaim-storage/monthly`` deployment triggered with ``run_deployment`` against the
-emulator. The run must end Completed with its artifacts on the server, read back through
-the Prefect API, and the emulated instance must hold exactly the hand-worked retained set
-(deploy_support.py's docstring), its bucket policy the original one.
+start`` (UI on), the work pool created with the CLI, ``prefect --no-prompt deploy --all``
+of the project's own prefect.yaml (unmodified, from the project root), a process worker,
+and the ``reclaim-storage/monthly`` deployment triggered with ``run_deployment`` against
+the emulator.
+
+- The run must end Completed with its artifacts on the server, read back through the
+  Prefect API, and the emulated instance must hold exactly the hand-worked retained set
+  (deploy_support.py's docstring), its bucket policy the original one.
+- The Prefect UI's flow-run page for that run: headless Chromium renders the page served
+  by the same server, the PNG is kept under ``test-artifacts/`` and the report artifact's
+  headline is checked in the page's DOM (``--dump-dom``, after the SPA has fetched and
+  rendered it within a virtual-time budget).
 """
 
 from __future__ import annotations
+
+import html
+import re
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -16,11 +27,23 @@ import deploy_support as ds
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def monthly_run():
-    run = ds.acquire_monthly_run()
-    yield run
-    ds.release_monthly_run()
+    """One deployed stack and run for the tests of this file, stopped when the file ends.
+
+    The API tests and the UI test were two files, each with a session fixture for the same
+    stack: when pytest-xdist handed them to two workers each built its own (server, deploy,
+    worker, monthly run), and both stayed up, idle, until the session ended (~60 CPU-s of
+    the suite, benchmarks/suite_census.py)."""
+    server = ds.acquire_server()
+    try:
+        run = ds.MonthlyRun(server)
+        try:
+            yield run
+        finally:
+            run.stop()
+    finally:
+        ds.release_server()
 
 
 def _artifacts(api_url: str, flow_run_id) -> list:
@@ -111,3 +134,66 @@ def test_monthly_deployment_run_completes_with_artifacts_and_reclaims_the_instan
     # the GC progress artifact: no key, type progress, ended at 100 (SUCCESS)
     progress = [a for a in artifacts if a.type == "progress"]
     assert len(progress) == 1 and float(progress[0].data) == 100.0
+
+
+def _headline(run) -> str:
+    """The report's headline as the report markdown carries it (the artifact's data)."""
+    folder = next(p for p in (run.workdir / "out" / ds.DEP).iterdir() if p.is_dir())
+    markdown = (folder / "report.md").read_text(encoding="utf-8")
+    match = re.search(r"Reclaimed [^\n]*? per month", markdown)
+    assert match, markdown[:2000]
+    return match.group(0).replace("**", "")
+
+
+def _page(url: str, png: Path) -> str:
+    """Render ``url`` twice in fresh profiles: the DOM (returned as visible text, also kept
+    as .html beside the PNG) and the screenshot ``png``."""
+    png.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="acr-gc-chromium-") as profile:
+        dom = ds.chromium(url, Path(profile) / "dom", "--dump-dom")
+        shot = ds.chromium(url, Path(profile) / "shot", f"--screenshot={png}")
+    png.with_suffix(".html").write_text(dom.stdout, encoding="utf-8")
+    assert dom.returncode == 0 and dom.stdout.strip(), f"chromium --dump-dom failed on {url}:\n{dom.stderr[-3000:]}"
+    assert shot.returncode == 0 and png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", \
+        f"chromium --screenshot failed on {url}:\n{shot.stderr[-3000:]}"
+    visible = re.sub(r"<(style|script)\b.*?</\1>", " ", dom.stdout, flags=re.S | re.I)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", visible)))
+
+
+def _report_artifact(run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with ds.api_settings(run.server.api_url), get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run.flow_run.id]),
+            key=ArtifactFilterKey(any_=[f"acr-gc-report-{ds.DEP}"])))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_flow_run_page_shows_the_report_artifact(monthly_run):
+    """Prefect 3.9 serves two UIs: V1 at ``/`` and V2 at ``/v2`` (``ui-settings`` says
+    ``default_ui: v2``). V2's flow-run route takes ``?tab=Artifacts``; V1 ignores a tab in
+    the query and opens on Logs, so the V2 page is the one that shows the artifacts."""
+    run = monthly_run
+    assert run.flow_run.state.is_completed(), run.diagnostics()
+    headline = _headline(run)
+    ds.ARTIFACTS_DIR.mkdir(exist_ok=True)
+
+    png = ds.ARTIFACTS_DIR / "prefect-ui-flow-run-artifacts.png"
+    text = _page(f"{run.server.url}/v2/runs/flow-run/{run.flow_run.id}?tab=Artifacts", png)
+    print(f"\nscreenshot: {png}\nvisible text: {text[:1200]}")
+    assert run.flow_run.name in text and "Completed" in text, f"the flow-run page did not render:\n{text[:3000]}"
+    for kind in ("report", "namespaces", "report-link", "storage-chart", "inventory", "plan", "gate"):
+        assert f"acr-gc-{kind}-{ds.DEP}" in text, f"artifact card {kind} missing:\n{text[:4000]}"
+    # the report card's description carries the headline of the report markdown
+    assert headline in text, f"headline {headline!r} not on the flow-run page:\n{text[:4000]}"
+
+    # the report artifact's own page: the markdown rendered in full
+    artifact = _report_artifact(run)
+    png = ds.ARTIFACTS_DIR / "prefect-ui-report-artifact.png"
+    text = _page(f"{run.server.url}/v2/artifacts/artifact/{artifact.id}", png)
+    print(f"screenshot: {png}\nvisible text: {text[:1200]}")
+    assert headline in text, f"headline {headline!r} not on the artifact page:\n{text[:4000]}"
+    assert "per month" in text and ds.DEP in text
