@@ -1,7 +1,7 @@
 """benchmarks/suite_census.py counts the CPU of every process a command starts, orphans included.
 
 A command starts a burner it waits for and, through a go-between that exits at once, an
-orphan burner that outlives it (as a Prefect server outlives a killed CLI). Each burner
+orphan burner that outlives its parent (as a Prefect server outlives a killed CLI). Each burner
 writes down its own CPU (``getrusage``) before it ends: the census must hold at least that
 much for both, in its rows and in its exact total — the orphan's share reaches the census only
 because it makes itself the orphans' subreaper.
@@ -41,7 +41,7 @@ COMMAND = textwrap.dedent("""
 """)
 
 
-def test_the_census_counts_a_waited_child_and_an_orphan_that_outlives_the_command(tmp_path):
+def test_the_census_counts_a_waited_child_and_an_orphan(tmp_path):
     rows_path, burner = tmp_path / "rows.jsonl", tmp_path / "burner.py"
     burner.write_text(BURNER, encoding="utf-8")
     done = subprocess.run([sys.executable, str(SCRIPT), "--interval", "0.05", "--jsonl", str(rows_path), "--",
