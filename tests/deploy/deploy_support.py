@@ -44,6 +44,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -241,32 +243,20 @@ def api_settings(api_url: str):
     return temporary_settings(updates={PREFECT_API_URL: api_url})
 
 
-# ---- the shared server: one while any test module holds it ---------------------------------
+# ---- a server for one test module -----------------------------------------------------------
 
-_server: PrefectServer | None = None
-_users = 0
-
-
-def acquire_server() -> PrefectServer:
-    """This process's one deployment-test Prefect server (refcounted: each test module's fixture
-    holds it; the last release stops it)."""
-    global _server, _users
-    if _server is None:
-        # a worker bound to the session's test server would carry this server's events there
+@contextmanager
+def deployment_server() -> Iterator[PrefectServer]:
+    """A ``prefect server start`` with the UI on, for one test module; stopped when it ends.
+    This process's Prefect event and log workers are drained before (one bound to the
+    session's test server would carry this server's events there) and after."""
+    drain_prefect_workers(timeout_s=15)
+    server = PrefectServer(ui=True)
+    try:
+        yield server
+    finally:
         drain_prefect_workers(timeout_s=15)
-        _server = PrefectServer(ui=True)
-    _users += 1
-    return _server
-
-
-def release_server() -> None:
-    global _server, _users
-    _users -= 1
-    if _users <= 0 and _server is not None:
-        drain_prefect_workers(timeout_s=15)
-        _server.stop()
-        _server = None
-        _users = 0
+        server.stop()
 
 
 # ---- headless Chromium --------------------------------------------------------------------
@@ -305,7 +295,7 @@ DAY_SECONDS = 1.0  # one emulated day per real second: the inline window (1 + 1 
 
 
 class MonthlyRun:
-    """The real prefect.yaml deployed to the shared server, a process worker on the
+    """The real prefect.yaml deployed to a deployment server, a process worker on the
     pool, an emulator holding ``cri-dep``, and one run of ``reclaim-storage/monthly``
     triggered with ``run_deployment`` and this emulator's config as its parameter."""
 

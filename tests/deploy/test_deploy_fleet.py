@@ -1,7 +1,7 @@
 """The fleet flow over three emulated instances (issue 6, DESIGN section 11): one
 emulator holding cri-fleet-a, cri-fleet-b and cri-fleet-c (three buckets); C's gate blocks
 (apps/legacy:old expires with no way to regenerate it). ``reclaim_fleet`` runs in this
-process against a real ``prefect server start`` (deploy_support.acquire_server): A and B
+process against a real ``prefect server start`` (deploy_support.deployment_server): A and B
 reclaimed (their tags left = the hand-worked retained set), C BLOCKED with nothing changed,
 the fleet summary listing each outcome, and three child ``reclaim-storage`` flow runs whose
 parent task run belongs to the fleet run (read back through the API).
@@ -26,8 +26,8 @@ GC_TAGS_PER_SECOND = 5  # 30 tags: ~6 s of GC per reclaimed instance
 
 @pytest.fixture(scope="module")
 def server():
-    yield ds.acquire_server()
-    ds.release_server()
+    with ds.deployment_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -35,15 +35,12 @@ def monthly_run():
     stack: when pytest-xdist handed them to two workers each built its own (server, deploy,
     worker, monthly run), and both stayed up, idle, until the session ended (~60 CPU-s of
     the suite, benchmarks/suite_census.py)."""
-    server = ds.acquire_server()
-    try:
-        run = ds.MonthlyRun(server)
+    with ds.deployment_server() as server:
+        run = ds.MonthlyRun(server)  # stops what it started if it fails
         try:
             yield run
         finally:
             run.stop()
-    finally:
-        ds.release_server()
 
 
 def _artifacts(api_url: str, flow_run_id) -> list:
